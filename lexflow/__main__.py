@@ -1,0 +1,3 @@
+from lexflow.cli import main
+
+main()

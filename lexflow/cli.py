@@ -1,0 +1,103 @@
+"""The ``lexflow`` command: a thin click layer over the library.
+
+Exit codes: 0 success, 1 a failure while running, 2 bad input (options, URI, model contract).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import Any
+
+import click
+
+from lexflow.config import BIASES, ExplainConfig, parse_latents
+from lexflow.errors import LexflowError
+
+
+def _fail(exc: LexflowError, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
+    click.echo(f"lexflow: error: {exc}", err=True)
+    sys.exit(exc.exit_code)
+
+
+@click.group()
+@click.version_option(package_name="lexflow")
+def cli() -> None:
+    """Explain the latent variables of generative models in the MLflow Model Registry."""
+
+
+def explain_options(f: Any) -> Any:
+    opts = [
+        click.option("--explainer", default="measure", show_default=True,
+                     help="Explainer URI: measure (offline measurements, not an MLLM), "
+                          "openai:/<model>, ..."),
+        click.option("--samples", default=5, show_default=True, type=int,
+                     help="Answers asked per latent (the measure explainer uses one per row)."),
+        click.option("--steps", default=5, show_default=True, type=int,
+                     help="Frames per traversal (>= 2)."),
+        click.option("--span", default=3.0, show_default=True, type=float,
+                     help="Traversal from -span to +span prior standard deviations."),
+        click.option("--rows", default=4, show_default=True, type=int,
+                     help="Base samples (grid rows) per latent."),
+        click.option("--latents", default="all", show_default=True,
+                     help="'all', a list like 0,3,5 or a range like 0-4."),
+        click.option("--bias", default="auto", show_default=True, type=click.Choice(BIASES),
+                     help="Inductive bias (auto reads the model's lexflow metadata)."),
+        click.option("--threshold", default=0.5, show_default=True, type=float,
+                     help="Certainty below which the answer is 'No clear explanation'."),
+        click.option("--seed", default=0, show_default=True, type=int,
+                     help="Seed of the base samples."),
+        click.option("--device", default="auto", show_default=True,
+                     help="auto (CUDA when present), cpu, cuda, cuda:N."),
+        click.option("--batch-size", default=256, show_default=True, type=int,
+                     help="Codes decoded per forward call."),
+        click.option("--experiment", default=None,
+                     help="MLflow experiment name (ignored under `mlflow run`)."),
+        click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
+        click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+    ]
+    for opt in reversed(opts):
+        f = opt(f)
+    return f
+
+
+@cli.command()
+@click.argument("model_uri")
+@explain_options
+def explain(model_uri: str, explainer: str, samples: int, steps: int, span: float, rows: int,
+            latents: str, bias: str, threshold: float, seed: int, device: str, batch_size: int,
+            experiment: str | None, as_json: bool, no_progress: bool) -> None:
+    """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
+    from lexflow.pipeline import explain as run_explain
+
+    try:
+        config = ExplainConfig(
+            explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
+            latents=parse_latents(latents), bias=bias, threshold=threshold, seed=seed,
+            device=device, batch_size=batch_size,
+        )
+        result = run_explain(model_uri, config, progress=not no_progress, experiment=experiment)
+    except LexflowError as exc:
+        _fail(exc, as_json)
+        return
+    if as_json:
+        click.echo(json.dumps(result.to_dict()))
+        return
+    click.echo(f"\n{result.model_uri}  run {result.run_id}  explainer {result.explainer}")
+    width = max(len(r.label) for r in result.latents) if result.latents else 2
+    click.echo(f"{'latent':>{max(6, width)}}  certainty  status     explanation")
+    for r in result.latents:
+        text = r.explanation or "No clear explanation"
+        click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {r.status:<9}  {text}")
+    click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
+               f"mean certainty {result.mean_certainty:.2f}")
+
+
+def main() -> None:
+    cli(prog_name="lexflow")
+
+
+if __name__ == "__main__":
+    main()

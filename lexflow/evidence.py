@@ -1,0 +1,238 @@
+"""Evidence: what a traversal changes, measured from the decoded images themselves.
+
+For every frame we measure simple properties of the foreground object (pixels that differ from the
+border's median colour, used as soft weights): centroid x and y, area, orientation (from second
+moments), roundness, hue, saturation, brightness, and contrast against the background. For every
+base row we take the signed change of each property from the first to the last frame, in the
+property's unit, and divide it by a "notable" amount to get a score (score >= 1: the property
+clearly moves). The per-step pixel change says how much and where the image changes; a traversal
+whose pixels barely change is *inactive* and is never shown to an explainer.
+
+Units: x and y are fractions of the image width/height (0 = left/top); area is a fraction of the
+image; scale is the log of the area ratio; rotation is degrees (positive = counter-clockwise as
+seen on screen); hue is turns (0..1, circular); saturation, brightness and contrast are in [0, 1].
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+# Property -> (notable change, unit). A change of this size gives score 1.
+NOTABLE: dict[str, tuple[float, str]] = {
+    "x": (0.08, "image widths"),
+    "y": (0.08, "image heights"),
+    "scale": (0.25, "log area ratio"),
+    "rotation": (15.0, "degrees"),
+    "hue": (0.08, "turns"),
+    "saturation": (0.15, "saturation"),
+    "brightness": (0.12, "intensity"),
+    "contrast": (0.12, "intensity"),
+    "shape": (0.10, "roundness"),
+}
+PROPERTIES = tuple(NOTABLE)
+
+INACTIVE_CHANGE = 0.01  # mean absolute pixel change summed over steps, in [0, 1] intensity
+MIN_ANISOTROPY = 0.15  # below this the orientation of a blob is undefined
+MIN_SATURATION = 0.2  # below this hue is undefined
+REGIONS = (
+    ("top-left", "top", "top-right"),
+    ("left", "centre", "right"),
+    ("bottom-left", "bottom", "bottom-right"),
+)
+
+
+@dataclass(frozen=True)
+class PropertyChange:
+    """How one property moves along a traversal.
+
+    Attributes:
+        name: one of :data:`PROPERTIES`.
+        unit: the unit of ``start``, ``end`` and ``per_row``.
+        start: mean over rows of the property at the first frame (lowest latent value).
+        end: mean over rows at the last frame (highest latent value).
+        per_row: signed change first -> last frame in each base row, in ``unit``.
+        score: median over rows of |change| / notable change; >= 1 means it clearly moves.
+        agreement: fraction of rows whose change has the sign of the median change.
+    """
+
+    name: str
+    unit: str
+    start: float
+    end: float
+    per_row: tuple[float, ...]
+    score: float
+    agreement: float
+
+    def row_scores(self) -> np.ndarray:
+        return np.asarray(self.per_row) / NOTABLE[self.name][0]
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """Measurements of one traversal (rows x steps frames).
+
+    Attributes:
+        index: the latent index.
+        active: False when the images barely change (total_change < INACTIVE_CHANGE).
+        total_change: mean absolute pixel change per step, summed over steps ([0, 1] intensity).
+        step_change: the same per step (length steps - 1).
+        region: where the change concentrates: a ninth of the image, or "whole image".
+        properties: every property, highest score first.
+    """
+
+    index: int
+    active: bool
+    total_change: float
+    step_change: tuple[float, ...]
+    region: str
+    properties: tuple[PropertyChange, ...]
+
+    def moved(self, min_score: float = 1.0) -> list[PropertyChange]:
+        """Properties that clearly move, most first."""
+        return [p for p in self.properties if p.score >= min_score]
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["properties"] = {p["name"]: {k: v for k, v in p.items() if k != "name"}
+                           for p in d["properties"]}
+        return d
+
+
+def _rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """rgb [..., 3] in [0, 1] -> hue in turns, saturation, value."""
+    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    mx, mn = rgb.max(-1), rgb.min(-1)
+    delta = mx - mn
+    safe = np.where(delta > 1e-8, delta, 1.0)
+    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
+    h = np.where(delta > 1e-8, h / 6.0, 0.0)
+    s = np.where(mx > 1e-8, delta / np.where(mx > 1e-8, mx, 1.0), 0.0)
+    return h, s, mx
+
+
+def measure_frames(images: np.ndarray) -> dict[str, np.ndarray]:
+    """Property values of each image. images: float32 [M, C, H, W] in [0, 1]; returns arrays [M].
+
+    Orientation is returned as the doubled angle (radians) so 180-degree-symmetric shapes do not
+    wrap; ``anisotropy`` says whether it is defined.
+    """
+    m, c, h, w = images.shape
+    rgb = images if c == 3 else np.repeat(images, 3, axis=1)
+    border = np.concatenate(
+        [rgb[:, :, 0, :], rgb[:, :, -1, :], rgb[:, :, :, 0], rgb[:, :, :, -1]], axis=2
+    )
+    bg = np.median(border, axis=2)  # [M, 3]
+    diff = np.abs(rgb - bg[:, :, None, None]).max(axis=1)  # [M, H, W]
+    weight = np.clip((diff - 0.05) / 0.45, 0.0, 1.0)
+    mass = weight.sum(axis=(1, 2)) + 1e-6
+    ys, xs = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx = (weight * xs).sum(axis=(1, 2)) / mass
+    cy = (weight * ys).sum(axis=(1, 2)) / mass
+    dx, dy = xs[None] - cx[:, None, None], ys[None] - cy[:, None, None]
+    mu20 = (weight * dx * dx).sum(axis=(1, 2)) / mass
+    mu02 = (weight * dy * dy).sum(axis=(1, 2)) / mass
+    mu11 = (weight * dx * dy).sum(axis=(1, 2)) / mass
+    # Screen coordinates have y down; negate mu11 so positive angles are counter-clockwise.
+    doubled = np.arctan2(-2.0 * mu11, mu20 - mu02)
+    spread = np.sqrt((mu20 - mu02) ** 2 + 4 * mu11**2)
+    anisotropy = spread / (mu20 + mu02 + 1e-6)
+    det = np.clip(mu20 * mu02 - mu11**2, 1e-6, None)
+    roundness = mass / (4.0 * np.pi * np.sqrt(det))
+    fg_rgb = (rgb * weight[:, None]).sum(axis=(2, 3)) / mass[:, None]  # [M, 3]
+    hue, sat, val = _rgb_to_hsv(fg_rgb)
+    gray = rgb.mean(axis=1)
+    bg_gray = bg.mean(axis=1)
+    fg_gray = (gray * weight).sum(axis=(1, 2)) / mass
+    return {
+        "x": cx / max(w - 1, 1),
+        "y": cy / max(h - 1, 1),
+        "area": mass / (h * w),
+        "doubled_angle": doubled,
+        "anisotropy": anisotropy,
+        "roundness": np.where(mass > 1.0, roundness, 0.0),
+        "hue": hue,
+        "saturation": sat,
+        "brightness": val,
+        "contrast": np.abs(fg_gray - bg_gray),
+    }
+
+
+def _unwrap_change(series: np.ndarray, period: float) -> np.ndarray:
+    """Signed cumulative change along the last axis of a circular quantity."""
+    d = np.diff(series, axis=-1)
+    d = (d + period / 2) % period - period / 2
+    return d.sum(axis=-1)
+
+
+def _row_changes(props: dict[str, np.ndarray], rows: int, steps: int) -> dict[str, np.ndarray]:
+    """Signed first -> last change per row for each property, in its unit."""
+    p = {k: v.reshape(rows, steps) for k, v in props.items()}
+    out = {
+        "x": p["x"][:, -1] - p["x"][:, 0],
+        "y": p["y"][:, -1] - p["y"][:, 0],
+        "scale": np.log((p["area"][:, -1] + 1e-4) / (p["area"][:, 0] + 1e-4)),
+        "saturation": p["saturation"][:, -1] - p["saturation"][:, 0],
+        "brightness": p["brightness"][:, -1] - p["brightness"][:, 0],
+        "contrast": p["contrast"][:, -1] - p["contrast"][:, 0],
+        "shape": p["roundness"][:, -1] - p["roundness"][:, 0],
+    }
+    oriented = (p["anisotropy"] >= MIN_ANISOTROPY).all(axis=1)
+    rot = np.degrees(_unwrap_change(p["doubled_angle"], 2 * np.pi)) / 2.0
+    out["rotation"] = np.where(oriented, rot, 0.0)
+    coloured = (p["saturation"] >= MIN_SATURATION).all(axis=1)
+    out["hue"] = np.where(coloured, _unwrap_change(p["hue"], 1.0), 0.0)
+    # A blob that grows changes its fill ratio a little; do not call that a shape change.
+    return out
+
+
+def _region(change_map: np.ndarray) -> str:
+    h, w = change_map.shape
+    total = change_map.sum()
+    if total <= 0:
+        return "whole image"
+    cells = np.array(
+        [[change_map[i * h // 3 : (i + 1) * h // 3, j * w // 3 : (j + 1) * w // 3].sum()
+          for j in range(3)] for i in range(3)]
+    )
+    if cells.max() < 0.4 * total:
+        return "whole image"
+    i, j = np.unravel_index(int(cells.argmax()), cells.shape)
+    return REGIONS[i][j]
+
+
+def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
+    """Evidence for one latent. frames: float32 [rows, steps, C, H, W] in [0, 1]."""
+    rows, steps = frames.shape[:2]
+    step_abs = np.abs(np.diff(frames, axis=1))  # [rows, steps-1, C, H, W]
+    step_change = step_abs.mean(axis=(0, 2, 3, 4))
+    total = float(step_change.sum())
+    region = _region(step_abs.mean(axis=(0, 1, 2)))
+    props = measure_frames(frames.reshape(rows * steps, *frames.shape[2:]))
+    changes = _row_changes(props, rows, steps)
+    start_end = {
+        "x": props["x"], "y": props["y"], "scale": props["area"],
+        "rotation": np.degrees(props["doubled_angle"]) / 2.0, "hue": props["hue"],
+        "saturation": props["saturation"], "brightness": props["brightness"],
+        "contrast": props["contrast"], "shape": props["roundness"],
+    }
+    out = []
+    for name in PROPERTIES:
+        per_row = changes[name]
+        notable, unit = NOTABLE[name]
+        median = float(np.median(per_row))
+        score = float(np.median(np.abs(per_row)) / notable)
+        agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
+        series = start_end[name].reshape(rows, steps)
+        if name == "hue":  # circular mean of the end frames
+            ang = 2 * np.pi * series
+            s0 = float(np.angle(np.exp(1j * ang[:, 0]).mean()) / (2 * np.pi) % 1.0)
+            s1 = float(np.angle(np.exp(1j * ang[:, -1]).mean()) / (2 * np.pi) % 1.0)
+        else:
+            s0, s1 = float(series[:, 0].mean()), float(series[:, -1].mean())
+        out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
+                                  score, agreement))
+    out.sort(key=lambda p: -p.score)
+    return Evidence(index, total >= INACTIVE_CHANGE, total,
+                    tuple(float(v) for v in step_change), region, tuple(out))

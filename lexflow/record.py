@@ -1,0 +1,246 @@
+"""Results and how they are written: explanations.json, report.html, tags, the description section.
+
+Everything here is pure (no I/O, no MLflow): it turns an :class:`ExplainResult` into documents and
+strings; :mod:`lexflow.tracking` writes them. Text an explainer wrote is untrusted: it is escaped
+in HTML and Markdown and bounded in length in tags.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from lexflow import names
+from lexflow._version import __version__
+
+LATENT_STATUSES = ("explained", "unclear", "inactive", "failed")
+
+
+@dataclass(frozen=True)
+class LatentResult:
+    """The outcome for one latent (one record of explanations.json).
+
+    Attributes:
+        index: latent index; label: its zero-padded form used in tags and file names.
+        status: explained (certainty >= threshold), unclear (below it), inactive (the images do
+            not change; no explainer asked) or failed (every answer failed).
+        explanation: the kept answer, or None ("No clear explanation").
+        explainable: whether the explanation is reported.
+        certainty: mean pairwise similarity of the answers in [0, 1] (0 for inactive latents).
+        answers: every sampled answer ("" for failed ones); failures: why they failed.
+        evidence: the measured evidence (see lexflow.evidence.Evidence.to_dict).
+        image: artifact path of the traversal grid; comparison_image: of the comparison rows.
+        partner: the latent clamped in the comparison row.
+    """
+
+    index: int
+    label: str
+    status: str
+    explanation: str | None
+    explainable: bool
+    certainty: float
+    answers: tuple[str, ...]
+    evidence: dict[str, Any]
+    image: str
+    name: str | None = None
+    failures: tuple[str, ...] = ()
+    comparison_image: str | None = None
+    comparison_evidence: dict[str, Any] | None = None
+    partner: int | None = None
+
+
+@dataclass(frozen=True)
+class ExplainResult:
+    """The outcome of one run over a model version."""
+
+    model_uri: str
+    model_name: str | None
+    model_version: str | None
+    run_id: str
+    explainer: str
+    explainer_is_mllm: bool
+    latent_dim: int
+    config: dict[str, str]
+    latents: tuple[LatentResult, ...]
+    output_range: tuple[float, float]
+    usage: dict[str, float] = field(default_factory=dict)
+    created: str = ""
+    lexflow_version: str = __version__
+
+    @property
+    def explainable_fraction(self) -> float:
+        if not self.latents:
+            return 0.0
+        return sum(r.explainable for r in self.latents) / len(self.latents)
+
+    @property
+    def mean_certainty(self) -> float:
+        active = [r.certainty for r in self.latents if r.status != "inactive"]
+        return sum(active) / len(active) if active else 0.0
+
+    @property
+    def active_latents(self) -> int:
+        return sum(r.status != "inactive" for r in self.latents)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "schema": names.EXPLANATIONS_SCHEMA,
+            "lexflow_version": self.lexflow_version,
+            "created": self.created,
+            "model_uri": self.model_uri,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "run_id": self.run_id,
+            "explainer": {"uri": self.explainer, "is_mllm": self.explainer_is_mllm},
+            "latent_dim": self.latent_dim,
+            "output_range": list(self.output_range),
+            "config": self.config,
+            "summary": {
+                "explainable_fraction": self.explainable_fraction,
+                "mean_certainty": self.mean_certainty,
+                "active_latents": self.active_latents,
+                "explained_latents": len(self.latents),
+            },
+            "usage": self.usage,
+            "latents": [asdict(r) for r in self.latents],
+        }
+
+
+def bounded(text: str, limit: int = names.TAG_VALUE_MAX) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def tag_text(result: LatentResult) -> str:
+    return bounded(result.explanation or names.NO_CLEAR_EXPLANATION)
+
+
+def version_tags(result: ExplainResult) -> dict[str, str]:
+    """Every lexflow tag of a complete run, except the status (written last)."""
+    d = result.latent_dim
+    tags = {
+        names.TAG_RUN_ID: result.run_id,
+        names.TAG_VERSION: result.lexflow_version,
+        names.TAG_EXPLAINER: bounded(result.explainer),
+        names.TAG_EXPLAINABLE_FRACTION: f"{result.explainable_fraction:.3f}",
+    }
+    for r in result.latents:
+        tags[names.latent_tag(r.index, d)] = tag_text(r)
+        tags[names.latent_certainty_tag(r.index, d)] = f"{r.certainty:.3f}"
+    return tags
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~])")
+
+
+def md_escape(text: str, limit: int = 500) -> str:
+    """Untrusted text made inert in Markdown (and the HTML Markdown may contain), one line."""
+    text = " ".join(text.split())
+    text = bounded(text, limit)
+    text = _MD_SPECIAL.sub(r"\\\1", text)
+    # Raw HTML in Markdown: make tags inert (entities render as the characters themselves).
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def description_section(result: ExplainResult) -> str:
+    """The lexflow-owned part of the model-version description (between the markers)."""
+    lines = [
+        names.DESCRIPTION_BEGIN,
+        f"### Latent explanations (lexflow {result.lexflow_version})",
+        "",
+        f"Run `{result.run_id}` · explainer `{md_escape(result.explainer, 200)}` · "
+        f"{result.explainable_fraction:.0%} of {len(result.latents)} latents explainable · "
+        f"mean certainty {result.mean_certainty:.2f}",
+        "",
+        "| latent | explanation | certainty | grid |",
+        "|---|---|---|---|",
+    ]
+    for r in result.latents:
+        text = md_escape(r.explanation) if r.explanation else f"*{names.NO_CLEAR_EXPLANATION}*"
+        if r.status == "inactive":
+            text += " (inactive)"
+        link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
+        lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | [grid]({link}) |")
+    lines.append(names.DESCRIPTION_END)
+    return "\n".join(lines)
+
+
+def status_section(message: str) -> str:
+    return "\n".join([names.DESCRIPTION_BEGIN, md_escape(message, 2000), names.DESCRIPTION_END])
+
+
+def merge_description(existing: str | None, section: str) -> str:
+    """Replace the owned section of ``existing`` (or append it); the user's text is kept as is."""
+    existing = existing or ""
+    begin = existing.find(names.DESCRIPTION_BEGIN)
+    end = existing.find(names.DESCRIPTION_END, begin + 1) if begin >= 0 else -1
+    if begin >= 0 and end >= 0:
+        return existing[:begin] + section + existing[end + len(names.DESCRIPTION_END) :]
+    sep = "\n\n" if existing.strip() else ""
+    return existing.rstrip("\n") + sep + section if existing.strip() else section
+
+
+_REPORT_CSS = """
+body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
+vertical-align:top}.inactive{color:#888}.unclear{color:#a60}.failed{color:#b00}
+img{image-rendering:pixelated;max-width:100%}section{margin:2em 0}code{background:#f4f4f4}
+"""
+
+
+def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
+    """A self-contained HTML report; every explainer-written string is escaped."""
+    e = html.escape
+    d = result.to_dict()
+    out = [
+        "<!DOCTYPE html><html><head><meta charset='utf-8'>",
+        "<meta http-equiv='Content-Security-Policy' content=\"default-src 'none'; "
+        "img-src data:; style-src 'unsafe-inline'\">",
+        f"<title>lexflow: {e(result.model_uri)}</title><style>{_REPORT_CSS}</style></head><body>",
+        f"<h1>Latent explanations of <code>{e(result.model_uri)}</code></h1>",
+        f"<p>Explainer <code>{e(result.explainer)}</code>"
+        + ("" if result.explainer_is_mllm else " (a measurement explainer, not an MLLM)")
+        + f" · run <code>{e(result.run_id)}</code> · lexflow {e(result.lexflow_version)}"
+        f" · {e(result.created)}</p>",
+        f"<p><b>{d['summary']['explainable_fraction']:.0%}</b> of {len(result.latents)} latents "
+        f"explainable · mean certainty <b>{result.mean_certainty:.2f}</b> · "
+        f"{result.active_latents} active</p>",
+        "<table><tr><th>latent</th><th>explanation</th><th>certainty</th><th>status</th></tr>",
+    ]
+    for r in result.latents:
+        text = e(r.explanation) if r.explanation else f"<i>{e(names.NO_CLEAR_EXPLANATION)}</i>"
+        out.append(
+            f"<tr class='{e(r.status)}'><td><a href='#latent-{e(r.label)}'>{e(r.label)}</a></td>"
+            f"<td>{text}</td><td>{r.certainty:.2f}</td><td>{e(r.status)}</td></tr>"
+        )
+    out.append("</table>")
+    for r in result.latents:
+        out.append(f"<section id='latent-{e(r.label)}'><h2>Latent {e(r.label)}"
+                   + (f" ({e(r.name)})" if r.name else "") + "</h2>")
+        img = images.get(r.image)
+        if img:
+            b64 = base64.b64encode(img).decode()
+            out.append(f"<img alt='traversal of latent {e(r.label)}' src='data:image/png;base64,{b64}'>")
+        cmp_img = images.get(r.comparison_image or "")
+        if cmp_img:
+            b64 = base64.b64encode(cmp_img).decode()
+            out.append(f"<p>Comparison: the first row again with latent {r.partner} clamped.</p>"
+                       f"<img alt='comparison' src='data:image/png;base64,{b64}'>")
+        ev = r.evidence
+        moved = [(k, v) for k, v in ev.get("properties", {}).items() if v["score"] >= 1.0]
+        out.append(f"<p>Status <b>{e(r.status)}</b>, certainty {r.certainty:.2f}. Pixel change "
+                   f"{ev.get('total_change', 0):.3f}, mostly in the {e(str(ev.get('region', '')))}.</p>")
+        if moved:
+            out.append("<p>Measured: " + "; ".join(
+                f"{e(k)} {v['start']:.3g} → {v['end']:.3g} {e(v['unit'])} (score {v['score']:.1f})"
+                for k, v in moved) + "</p>")
+        if r.answers:
+            out.append("<details><summary>All answers</summary><ol>"
+                       + "".join(f"<li>{e(a) if a else '<i>(no answer)</i>'}</li>" for a in r.answers)
+                       + "</ol></details>")
+        if r.failures:
+            out.append("<p class='failed'>Failures: " + "; ".join(e(f) for f in r.failures) + "</p>")
+        out.append("</section>")
+    out.append("</body></html>")
+    return "\n".join(out)

@@ -1,0 +1,78 @@
+"""Uncertainty per the method: n answers, pairwise similarity, medoid, threshold.
+
+certainty = mean of the off-diagonal pairwise cosine similarities of the answers' bag-of-words
+vectors (scikit-learn's CountVectorizer, as the paper's code does). The kept explanation is the
+medoid: the answer with the highest mean similarity to the others. Below the threshold the latent
+gets "No clear explanation". Failed answers ("") count as similarity 0 to everything, so failures
+lower the certainty instead of being silently dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Consensus:
+    """The outcome of comparing one latent's answers.
+
+    Attributes:
+        explanation: the medoid answer when certainty >= threshold, else None.
+        medoid: the most central non-empty answer (kept even when below threshold), or None.
+        certainty: mean off-diagonal similarity in [0, 1]; 1.0 for a single non-empty answer.
+        explainable: certainty >= threshold and there is a medoid.
+        answers: all answers, "" for failed ones.
+    """
+
+    explanation: str | None
+    medoid: str | None
+    certainty: float
+    explainable: bool
+    answers: tuple[str, ...]
+
+
+def bow_similarity(answers: Sequence[str]) -> np.ndarray:
+    """Pairwise cosine similarity [n, n] of bag-of-words vectors; rows of empty answers are 0."""
+    from sklearn.feature_extraction.text import CountVectorizer
+
+    n = len(answers)
+    sim = np.zeros((n, n))
+    live = [i for i, a in enumerate(answers) if a.strip()]
+    if not live:
+        return sim
+    try:
+        counts = CountVectorizer().fit_transform([answers[i] for i in live]).toarray()
+    except ValueError:  # no token of two or more word characters in any answer
+        return sim
+    vec = counts.astype(float)
+    norms = np.linalg.norm(vec, axis=1, keepdims=True)
+    unit = np.divide(vec, norms, out=np.zeros_like(vec), where=norms > 0)
+    sub = unit @ unit.T
+    for a, i in enumerate(live):
+        for b, j in enumerate(live):
+            sim[i, j] = sub[a, b]
+    return sim
+
+
+def consensus(answers: Sequence[str], *, threshold: float) -> Consensus:
+    """Certainty, medoid and verdict for one latent's answers."""
+    answers = tuple(a.strip() for a in answers)
+    n = len(answers)
+    if n == 0 or not any(answers):
+        return Consensus(None, None, 0.0, False, answers)
+    if n == 1:
+        certainty = 1.0
+        medoid = answers[0]
+    else:
+        sim = bow_similarity(answers)
+        off = sim[~np.eye(n, dtype=bool)].reshape(n, n - 1)
+        certainty = float(off.mean())
+        centrality = off.mean(axis=1)
+        centrality[[i for i, a in enumerate(answers) if not a]] = -1.0
+        medoid = answers[int(np.argmax(centrality))]
+    certainty = float(np.clip(certainty, 0.0, 1.0))
+    ok = certainty >= threshold
+    return Consensus(medoid if ok else None, medoid, certainty, ok, answers)
