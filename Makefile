@@ -12,11 +12,12 @@ DEMO_MODEL := lexflow-demo-vae
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml
+$(STAMP): setup.cfg pyproject.toml plugins/lexflow-terse/setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps -e plugins/lexflow-terse
 	touch $(STAMP)
 
 demo: $(STAMP)

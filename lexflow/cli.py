@@ -53,6 +53,16 @@ def explain_options(f: Any) -> Any:
                      help="auto (CUDA when present), cpu, cuda, cuda:N."),
         click.option("--batch-size", default=256, show_default=True, type=int,
                      help="Codes decoded per forward call."),
+        click.option("--concurrency", default=8, show_default=True, type=int,
+                     help="Explainer requests in flight at once (MLLM explainers)."),
+        click.option("--timeout", default=60.0, show_default=True, type=float,
+                     help="Seconds per explainer call before retry/failure."),
+        click.option("--certainty", default="bow", show_default=True,
+                     help="Answer agreement: bow (bag-of-words cosine), semantic, semantic:<model path>."),
+        click.option("--grounding/--no-grounding", default=False, show_default=True,
+                     help="Put measured evidence in MLLM prompts and flag contradicting answers."),
+        click.option("--cache", default=None,
+                     help="Answer cache directory ('none' disables; default ~/.cache/lexflow)."),
         click.option("--experiment", default=None,
                      help="MLflow experiment name (ignored under `mlflow run`)."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
@@ -68,6 +78,7 @@ def explain_options(f: Any) -> Any:
 @explain_options
 def explain(model_uri: str, explainer: str, samples: int, steps: int, span: float, rows: int,
             latents: str, bias: str, threshold: float, seed: int, device: str, batch_size: int,
+            concurrency: int, timeout: float, certainty: str, grounding: bool, cache: str | None,
             experiment: str | None, as_json: bool, no_progress: bool) -> None:
     """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
     from lexflow.pipeline import explain as run_explain
@@ -76,7 +87,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
         config = ExplainConfig(
             explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
             latents=parse_latents(latents), bias=bias, threshold=threshold, seed=seed,
-            device=device, batch_size=batch_size,
+            device=device, batch_size=batch_size, concurrency=concurrency, timeout=timeout,
+            certainty=certainty, grounding=grounding, cache=cache,
         )
         result = run_explain(model_uri, config, progress=not no_progress, experiment=experiment)
     except LexflowError as exc:

@@ -64,6 +64,12 @@ class ExplainConfig:
         seed: seed of the base codes; the same seed gives the same grids.
         device: ``auto`` (CUDA when present), ``cpu``, ``cuda`` or ``cuda:N``, ``mps``.
         batch_size: latent codes decoded per forward call.
+        concurrency: explainer requests in flight at once (MLLM explainers).
+        timeout: seconds one explainer call may take before it is retried or failed.
+        certainty: how answers are compared: ``bow`` (the paper's bag-of-words cosine),
+            ``semantic`` (sentence embeddings, default model) or ``semantic:<path or package>``.
+        grounding: put the measured evidence into MLLM prompts and flag answers that contradict it.
+        cache: directory of the on-disk answer cache; ``none`` disables it; None = default.
     """
 
     explainer: str = "measure"
@@ -77,6 +83,11 @@ class ExplainConfig:
     seed: int = 0
     device: str = "auto"
     batch_size: int = 256
+    concurrency: int = 8
+    timeout: float = 60.0
+    certainty: str = "bow"
+    grounding: bool = False
+    cache: str | None = None
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -89,6 +100,14 @@ class ExplainConfig:
             problems.append(f"rows must be an integer >= 1; got {self.rows!r}")
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             problems.append(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
+        if not isinstance(self.concurrency, int) or self.concurrency < 1:
+            problems.append(f"concurrency must be an integer >= 1; got {self.concurrency!r}")
+        if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
+            problems.append(f"timeout must be a positive number of seconds; got {self.timeout!r}")
+        if not (self.certainty == "bow" or str(self.certainty).startswith("semantic")):
+            problems.append(
+                f"certainty must be 'bow', 'semantic' or 'semantic:<model path>'; got {self.certainty!r}"
+            )
         if not (isinstance(self.span, (int, float)) and math.isfinite(self.span) and self.span > 0):
             problems.append(f"span must be a positive number of prior std; got {self.span!r}")
         if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
@@ -131,5 +150,6 @@ class ExplainConfig:
         """The options as MLflow params (strings), named like the MLproject parameters."""
         d = asdict(self)
         d.pop("extra")
+        d["cache"] = "default" if self.cache is None else self.cache
         d["latents"] = "all" if self.latents is None else ",".join(map(str, self.latents))
         return {k: str(v) for k, v in d.items()}

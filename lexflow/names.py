@@ -19,6 +19,7 @@ TAG_VALUE_MAX = 5000
 STATUS_RUNNING = "running"
 STATUS_COMPLETE = "complete"
 STATUS_FAILED = "failed"
+STATUS_PARTIAL = "partial"  # finished, but some latents' explainer calls failed (listed per latent)
 
 NO_CLEAR_EXPLANATION = "No clear explanation"
 

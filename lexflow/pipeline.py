@@ -33,7 +33,7 @@ from lexflow.record import (
     version_tags,
 )
 from lexflow.render import png_bytes, traversal_grid
-from lexflow.uncertainty import consensus
+from lexflow.uncertainty import Similarity, bow_similarity, consensus, similarity_for
 
 
 @contextmanager
@@ -125,7 +125,7 @@ def measure_latents(
 
 def _latent_result(
     i: int, d: int, m: _Measured, resp: ExplainResponse | None, threshold: float,
-    latent_names: tuple[str, ...] | None,
+    latent_names: tuple[str, ...] | None, similarity: Similarity = bow_similarity,
 ) -> LatentResult:
     common = dict(
         index=i, label=names.latent_label(i, d), name=latent_names[i] if latent_names else None,
@@ -136,7 +136,7 @@ def _latent_result(
     if resp is None:
         return LatentResult(status="inactive", explanation=None, explainable=False,
                             certainty=0.0, answers=(), **common)  # type: ignore[arg-type]
-    c = consensus(resp.answers, threshold=threshold)
+    c = consensus(resp.answers, threshold=threshold, similarity=similarity)
     if resp.failures and not any(a.strip() for a in resp.answers):
         status = "failed"
     else:
@@ -175,7 +175,8 @@ def explain(
     """
     config = config or ExplainConfig()
     tracking.check_reachable()
-    explainer = get_explainer(config.explainer, config.extra)
+    explainer = get_explainer(config.explainer, explainer_options(config))
+    similarity = similarity_for(config.certainty)  # fails now, not after the decode
     model = tracking.resolve(model_uri)
     with tempfile.TemporaryDirectory(prefix="lexflow-") as tmp:
         local, info = tracking.download(model, tmp)
@@ -195,9 +196,9 @@ def explain(
                 tags.begin(explainer.uri)
             try:
                 result = _run(run.run_id, model, explainer, decoder, config, indices, bias,
-                              condition, latent_names, output_range, progress)
+                              condition, latent_names, output_range, progress, similarity)
                 if tags:
-                    tags.complete(version_tags(result), description_section(result))
+                    tags.complete(version_tags(result), description_section(result), result.status)
             except BaseException as exc:
                 if tags:
                     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
@@ -207,6 +208,12 @@ def explain(
                         print(f"lexflow: could not tag the failure: {tag_exc}", file=sys.stderr)
                 raise
     return result
+
+
+def explainer_options(config: ExplainConfig) -> dict[str, Any]:
+    """What an explainer backend is built with (from_uri's options)."""
+    return {"concurrency": config.concurrency, "timeout": config.timeout, "cache": config.cache,
+            "grounding": config.grounding, "seed": config.seed, **config.extra}
 
 
 def _version() -> str:
@@ -219,7 +226,7 @@ def _run(
     run_id: str, model: tracking.ResolvedModel, explainer: Explainer, decoder: Decoder,
     config: ExplainConfig, indices: tuple[int, ...], bias: str, condition: str | None,
     latent_names: tuple[str, ...] | None, output_range: tuple[float, float] | None,
-    progress: bool,
+    progress: bool, similarity: Similarity = bow_similarity,
 ) -> ExplainResult:
     d = decoder.latent_dim
     measured, out_range, values = measure_latents(
@@ -227,7 +234,7 @@ def _run(
     responses = run_explainer(explainer, measured, values, d, config, bias, condition,
                               latent_names, progress)
     latents = tuple(_latent_result(i, d, measured[i], responses.get(i), config.threshold,
-                                   latent_names) for i in indices)
+                                   latent_names, similarity) for i in indices)
     usage = {
         "calls": float(sum(r.calls for r in responses.values())),
         "input_tokens": float(sum(r.input_tokens for r in responses.values())),

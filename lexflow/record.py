@@ -82,6 +82,12 @@ class ExplainResult:
         return sum(active) / len(active) if active else 0.0
 
     @property
+    def status(self) -> str:
+        """complete, or partial when any latent's explainer calls all failed."""
+        failed = any(r.status == "failed" for r in self.latents)
+        return names.STATUS_PARTIAL if failed else names.STATUS_COMPLETE
+
+    @property
     def active_latents(self) -> int:
         return sum(r.status != "inactive" for r in self.latents)
 
@@ -93,6 +99,7 @@ class ExplainResult:
             "model_uri": self.model_uri,
             "model": {"name": self.model_name, "version": self.model_version},
             "run_id": self.run_id,
+            "status": self.status,
             "explainer": {"uri": self.explainer, "is_mllm": self.explainer_is_mllm},
             "latent_dim": self.latent_dim,
             "output_range": list(self.output_range),

@@ -3,7 +3,8 @@ model-version tags. Nothing else in lexflow imports mlflow's tracking or registr
 
 Tag protocol on a model version (so a version is never "complete" with another run's tags):
   begin:    delete every lexflow.* tag, then status=running and run_id=<this run>
-  complete: all tags of this run, the description section, then status=complete last
+  complete: all tags of this run, the description section, then status=complete (or partial,
+            when some latents failed) last
   fail:     if run_id is still this run: delete latent tags, status=failed, lexflow.error
 """
 
@@ -216,7 +217,8 @@ class VersionTags:
         self._set(names.TAG_EXPLAINER, explainer)
         self._describe(status_section(f"lexflow: explanation running (run {self.run_id})."))
 
-    def complete(self, tags: dict[str, str], description: str) -> None:
+    def complete(self, tags: dict[str, str], description: str,
+                 status: str = names.STATUS_COMPLETE) -> None:
         if self._current().get(names.TAG_RUN_ID) != self.run_id:
             raise TrackingError(
                 f"Another lexflow run took over {self.name} version {self.version} while this one "
@@ -225,7 +227,7 @@ class VersionTags:
         for key, value in tags.items():
             self._set(key, value)
         self._describe(description)
-        self._set(names.TAG_STATUS, names.STATUS_COMPLETE)
+        self._set(names.TAG_STATUS, status)
 
     def fail(self, message: str) -> None:
         current = self._current()

@@ -9,7 +9,7 @@ lower the certainty instead of being silently dropped.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -57,7 +57,21 @@ def bow_similarity(answers: Sequence[str]) -> np.ndarray:
     return sim
 
 
-def consensus(answers: Sequence[str], *, threshold: float) -> Consensus:
+Similarity = Callable[[Sequence[str]], np.ndarray]
+
+
+def similarity_for(spec: str) -> Similarity:
+    """The answer-comparison function a ``certainty`` option names."""
+    if spec == "bow":
+        return bow_similarity
+    from lexflow.errors import ConfigError
+
+    raise ConfigError(f"certainty={spec!r} is not available; use 'bow'.")
+
+
+def consensus(
+    answers: Sequence[str], *, threshold: float, similarity: Similarity = bow_similarity
+) -> Consensus:
     """Certainty, medoid and verdict for one latent's answers."""
     answers = tuple(a.strip() for a in answers)
     n = len(answers)
@@ -67,7 +81,7 @@ def consensus(answers: Sequence[str], *, threshold: float) -> Consensus:
         certainty = 1.0
         medoid = answers[0]
     else:
-        sim = bow_similarity(answers)
+        sim = similarity(answers)
         off = sim[~np.eye(n, dtype=bool)].reshape(n, n - 1)
         certainty = float(off.mean())
         centrality = off.mean(axis=1)
