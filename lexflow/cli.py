@@ -22,7 +22,46 @@ def _fail(exc: LexflowError, as_json: bool) -> None:
     sys.exit(exc.exit_code)
 
 
-@click.group()
+# Commands that live in their own modules, loaded only when used: name -> "module:attribute".
+LAZY_COMMANDS = {
+    "gate": "lexflow.gate.cli:command",
+    "calibrate": "lexflow.calibration:command",
+}
+
+
+class LazyGroup(click.Group):
+    """A group whose heavier commands are imported on first use (keeps `lexflow --help` fast)."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted(set(super().list_commands(ctx)) | set(self._available()))
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands:
+            return self.commands[cmd_name]
+        target = self._available().get(cmd_name)
+        if target is None:
+            return None
+        import importlib
+
+        module, _, attr = target.partition(":")
+        command: click.Command = getattr(importlib.import_module(module), attr)
+        return command
+
+    @staticmethod
+    def _available() -> dict[str, str]:
+        import importlib.util
+
+        out = {}
+        for name, target in LAZY_COMMANDS.items():
+            try:
+                if importlib.util.find_spec(target.partition(":")[0]) is not None:
+                    out[name] = target
+            except ModuleNotFoundError:
+                continue
+        return out
+
+
+@click.group(cls=LazyGroup)
 @click.version_option(package_name="lexflow")
 def cli() -> None:
     """Explain the latent variables of generative models in the MLflow Model Registry."""
