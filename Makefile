@@ -8,16 +8,18 @@ TORCH ?= torch==2.13.0
 DEMO_DB ?= sqlite:///mlflow.db
 DEMO_MODEL := lexflow-demo-vae
 
-.PHONY: setup demo test lint bench clean ui
+.PHONY: setup demo test lint bench clean ui browser postgres bench-large
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 setup: $(STAMP)
 
-$(STAMP): setup.cfg pyproject.toml plugins/lexflow-terse/setup.cfg
+$(STAMP): setup.cfg pyproject.toml plugins/lexflow-terse/setup.cfg plugins/lexflow-mlflow/setup.cfg
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH)"
 	$(PY) -m pip install -q -e '.[dev]'
 	$(PY) -m pip install -q --no-deps -e plugins/lexflow-terse
+	$(PY) -m pip install -q --no-deps -e plugins/lexflow-mlflow
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -27,8 +29,21 @@ demo: $(STAMP)
 		--env-manager local --experiment-name lexflow-demo
 	MLFLOW_TRACKING_URI=$(DEMO_DB) $(PY) -m lexflow.demo where --name $(DEMO_MODEL)
 
-test: $(STAMP)
+# Headless Chromium + chromedriver for tests/test_browser.py (Debian packages; CI runs as root).
+browser:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then :; \
+	else apt-get update -q && DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver; fi
+
+test: $(STAMP) postgres browser
 	$(PY) -m pytest -q -ra
+
+# PostgreSQL server binaries for the backend tests (tests/backends.py runs its own throwaway
+# cluster with initdb/pg_ctl on 127.0.0.1). Installs Debian's postgresql only when missing.
+postgres:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		{ $(SUDO) apt-get update -q && \
+		  $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+		  postgresql; }
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check lexflow tests benchmarks plugins
@@ -37,6 +52,10 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(PY) benchmarks/decode.py
 	$(PY) benchmarks/demo_factors.py
+	$(PY) benchmarks/run_all.py  # reruns both above with the quality suite into docs/benchmarks.md
+
+bench-large: $(STAMP)
+	$(PY) benchmarks/large_latents.py
 
 ui: $(STAMP)
 	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false $(VENV)/bin/mlflow ui --backend-store-uri $(DEMO_DB) \

@@ -19,7 +19,7 @@ from lexflow.errors import LexflowError
 if TYPE_CHECKING:
     from lexflow.record import ExplainResult
 
-__all__ = ["ExplainConfig", "LexflowError", "__version__", "explain"]
+__all__ = ["ExplainConfig", "LexflowError", "__version__", "explain", "log_diffusers"]
 
 
 def explain(model_uri: str, config: ExplainConfig | None = None, **kwargs: Any) -> ExplainResult:
@@ -27,3 +27,12 @@ def explain(model_uri: str, config: ExplainConfig | None = None, **kwargs: Any) 
     from lexflow.pipeline import explain as _explain
 
     return _explain(model_uri, config, **kwargs)
+
+
+def log_diffusers(pipeline: Any, name: str = "model", registered_model_name: str | None = None,
+                  **kwargs: Any) -> Any:
+    """Log a whole diffusers pipeline as an MLflow model lexflow can explain; see
+    :func:`lexflow.logging_helpers.log_diffusers` (imports mlflow and diffusers on first use)."""
+    from lexflow.logging_helpers import log_diffusers as _log
+
+    return _log(pipeline, name=name, registered_model_name=registered_model_name, **kwargs)

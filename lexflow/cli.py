@@ -26,6 +26,8 @@ def _fail(exc: LexflowError, as_json: bool) -> None:
 LAZY_COMMANDS = {
     "gate": "lexflow.gate.cli:command",
     "calibrate": "lexflow.calibration:command",
+    "evaluate": "lexflow.quality.cli:command",
+    "explain-registry": "lexflow.registry_scan:command",
 }
 
 
@@ -106,19 +108,54 @@ def explain_options(f: Any) -> Any:
                      help="MLflow experiment name (ignored under `mlflow run`)."),
         click.option("--json", "as_json", is_flag=True, help="Print the result as JSON."),
         click.option("--no-progress", is_flag=True, help="Hide progress bars."),
+        click.option("--directions", default=None, type=int,
+                     help="Diffusion models: h-space directions to explain (0 or unset: the "
+                          "model's metadata, else 5)."),
+        click.option("--edit-prompt", "edit_prompt", default=None,
+                     help="Stable Diffusion: the edit prompt of the directions and guidance."),
+        click.option("--image", default=None,
+                     help="Diffusion models: image(s) to invert (comma-separated paths or a "
+                          "directory); unset: sampled noise."),
+        click.option("--ddim-steps", "ddim_steps", default=None, type=int,
+                     help="Diffusion models: DDIM steps (0 or unset: the model's, else 100)."),
+        click.option("--dtype", default="float32", show_default=True,
+                     type=click.Choice(["float32", "float16", "bfloat16"]),
+                     help="Diffusion models: precision (float16 needs CUDA)."),
     ]
     for opt in reversed(opts):
         f = opt(f)
     return f
 
 
+def _explainer_extras(items: tuple[str, ...]) -> dict[str, str]:
+    """``-o key=value`` pairs for the explainer (temperature, max_attempts, base_url, ...)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--explainer-option")
+        out[key.strip()] = value.strip()
+    return out
+
+
 @cli.command()
 @click.argument("model_uri")
 @explain_options
+@click.option("--explainer-option", "-o", "explainer_option", multiple=True, metavar="KEY=VALUE",
+              help="An explainer option (temperature, max_attempts, base_url, ...); repeatable.")
+@click.option("--dry-run", is_flag=True,
+              help="Decode and measure, print the prompts, images and estimated cost; send nothing.")
+@click.option("--top-k", "top_k", type=click.IntRange(min=0), default=None,
+              help="Explain only the K most active latents (by measured change); the other active "
+                   "ones are recorded as skipped. 0: all.")
 def explain(model_uri: str, explainer: str, samples: int, steps: int, span: float, rows: int,
             latents: str, bias: str, threshold: float, seed: int, device: str, batch_size: int,
             concurrency: int, timeout: float, certainty: str, grounding: bool, cache: str | None,
-            experiment: str | None, as_json: bool, no_progress: bool) -> None:
+            experiment: str | None, as_json: bool, no_progress: bool,
+            explainer_option: tuple[str, ...] = (), dry_run: bool = False,
+            top_k: int | None = None, directions: int | None = None,
+            edit_prompt: str | None = None, image: str | None = None,
+            ddim_steps: int | None = None, dtype: str = "float32") -> None:
     """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
     from lexflow.pipeline import explain as run_explain
 
@@ -128,7 +165,16 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             latents=parse_latents(latents), bias=bias, threshold=threshold, seed=seed,
             device=device, batch_size=batch_size, concurrency=concurrency, timeout=timeout,
             certainty=certainty, grounding=grounding, cache=cache,
+            extra=_explainer_extras(explainer_option), top_k=top_k or None,
+            directions=directions or None, edit_prompt=edit_prompt or None, image=image or None,
+            ddim_steps=ddim_steps or None, dtype=dtype,
         )
+        if dry_run:
+            from lexflow.pipeline import dry_run as plan_run
+
+            plan = plan_run(model_uri, config, progress=not no_progress)
+            click.echo(json.dumps(plan.to_dict()) if as_json else plan.text())
+            return
         result = run_explain(model_uri, config, progress=not no_progress, experiment=experiment)
     except LexflowError as exc:
         _fail(exc, as_json)
@@ -142,6 +188,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     for r in result.latents:
         text = r.explanation or "No clear explanation"
         click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {r.status:<9}  {text}")
+        if r.status == "failed" and r.failures:
+            click.echo(f"{'':>{max(6, width)}}  failures: {'; '.join(r.failures)[:300]}")
     click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
                f"mean certainty {result.mean_certainty:.2f}")
 

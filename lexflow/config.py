@@ -10,6 +10,7 @@ from lexflow.errors import ConfigError, did_you_mean
 
 BIASES = ("auto", "disentanglement", "combination", "conditional")
 DEVICES = ("auto", "cpu", "cuda", "mps")
+DTYPES = ("float32", "float16", "bfloat16")
 
 
 def parse_latents(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...] | None:
@@ -70,6 +71,17 @@ class ExplainConfig:
             ``semantic`` (sentence embeddings, default model) or ``semantic:<path or package>``.
         grounding: put the measured evidence into MLLM prompts and flag answers that contradict it.
         cache: directory of the on-disk answer cache; ``none`` disables it; None = default.
+        top_k: explain only the k most active latents (highest measured total_change); the
+            other active latents are measured but skipped (see the README); None = all.
+        directions: diffusion models: h-space directions to explain (k); None = the model's
+            metadata, else 5 (the paper's k).
+        edit_prompt: Stable Diffusion: the edit prompt of the Jacobian and the guidance (the
+            conditional bias names it); an error for unconditional models.
+        image: diffusion models: image path(s) to invert (comma-separated, or a directory), each
+            one grid row; None = rows sampled from noise.
+        ddim_steps: diffusion models: DDIM steps over the schedule (the paper: 100); None = the
+            model's metadata, else 100.
+        dtype: diffusion models: float32, float16 (half precision, CUDA only) or bfloat16.
     """
 
     explainer: str = "measure"
@@ -88,6 +100,12 @@ class ExplainConfig:
     certainty: str = "bow"
     grounding: bool = False
     cache: str | None = None
+    top_k: int | None = None
+    directions: int | None = None
+    edit_prompt: str | None = None
+    image: str | None = None
+    ddim_steps: int | None = None
+    dtype: str = "float32"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -122,6 +140,14 @@ class ExplainConfig:
             problems.append(
                 f"device must be one of {', '.join(DEVICES)} or cuda:N; got {self.device!r}"
             )
+        if self.top_k is not None and (not isinstance(self.top_k, int) or self.top_k < 1):
+            problems.append(f"top_k must be an integer >= 1 (or unset for all); got {self.top_k!r}")
+        for key in ("directions", "ddim_steps"):
+            value = getattr(self, key)
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                problems.append(f"{key} must be an integer >= 1 (or unset); got {value!r}")
+        if self.dtype not in DTYPES:
+            problems.append(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if not self.explainer or not isinstance(self.explainer, str):
             problems.append(f"explainer must be a name or URI like 'measure'; got {self.explainer!r}")
         if problems:
@@ -152,4 +178,8 @@ class ExplainConfig:
         d.pop("extra")
         d["cache"] = "default" if self.cache is None else self.cache
         d["latents"] = "all" if self.latents is None else ",".join(map(str, self.latents))
+        d["top_k"] = "all" if self.top_k is None else str(self.top_k)
+        for key in ("directions", "ddim_steps", "edit_prompt", "image"):
+            if d[key] is None:
+                d[key] = ""
         return {k: str(v) for k, v in d.items()}

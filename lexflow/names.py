@@ -16,6 +16,17 @@ TAG_ERROR = "lexflow.error"
 TAG_LATENT_PREFIX = "lexflow.latent."
 TAG_VALUE_MAX = 5000
 
+# --- the gate's verdict on a model version (lexflow gate ... --promote / the webhook receiver) ---
+TAG_GATE_PREFIX = "lexflow.gate."
+TAG_GATE_STATUS = "lexflow.gate.status"  # passed | failed
+TAG_GATE_CHECKED_AT = "lexflow.gate.checked_at"  # ISO 8601, UTC
+TAG_GATE_POLICY_SHA256 = "lexflow.gate.policy_sha256"  # of the policy file's bytes
+TAG_GATE_FAILURES = "lexflow.gate.failures"  # every failed check, one a line, bounded
+TAG_GATE_WARNINGS = "lexflow.gate.warnings"  # every warning, one a line, bounded
+TAG_GATE_RUN_ID = "lexflow.gate.run_id"  # the explanation run the verdict is about
+GATE_PASSED = "passed"
+GATE_FAILED = "failed"
+
 STATUS_RUNNING = "running"
 STATUS_COMPLETE = "complete"
 STATUS_FAILED = "failed"
@@ -80,3 +91,21 @@ METADATA_KEY = "lexflow"
 ENV_TRACKING_URI = "MLFLOW_TRACKING_URI"
 ENV_RUN_ID = "MLFLOW_RUN_ID"
 ENV_NO_PROGRESS = "LEXFLOW_NO_PROGRESS"
+ENV_WEBHOOK_SECRET = "LEXFLOW_WEBHOOK_SECRET"  # default --secret-env of python -m lexflow.webhooks
+
+# --- crash safety, top-k and bounded retries (lexflow.resume, lexflow.pipeline) ---
+TAG_TOP_K = "lexflow.top_k"  # set when only the k most active latents were explained
+TAG_SKIPPED_LATENTS = "lexflow.skipped_latents"  # comma-separated labels of the skipped latents
+PARTIAL_DIR = "lexflow/partial"  # per-latent checkpoints of a run (resumed after a crash)
+RUN_TAG_CONFIG_KEY = "lexflow.config_key"  # hash of model version + options (lexflow.resume)
+RUN_TAG_OWNER = "lexflow.owner"  # {"host", "pid"} of the process running the run
+RUN_TAG_HEARTBEAT = "lexflow.heartbeat"  # unix seconds of the last checkpoint
+RUN_TAG_RESUMED = "lexflow.resumed"  # how many times the run was resumed
+METRIC_SKIPPED_LATENTS = "skipped_latents"
+ENV_CHECKPOINT_INTERVAL = "LEXFLOW_CHECKPOINT_INTERVAL"  # seconds between checkpoint uploads
+ENV_RESUME_STALE_S = "LEXFLOW_RESUME_STALE_S"  # heartbeat age after which another host's run is dead
+ENV_TRACKING_WAIT_S = "LEXFLOW_TRACKING_WAIT_S"  # how long to wait for a lost server to record failure
+# MLflow's own HTTP settings; lexflow sets bounded defaults when they are unset.
+ENV_HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
+ENV_HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
+ENV_HTTP_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"

@@ -9,6 +9,7 @@ the same traversal of z_i with another latent z_j clamped to a different value.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -28,6 +29,18 @@ class TraversalPlan:
     latent_dim: int
     values: tuple[float, ...]
     base_codes: np.ndarray
+    # What an explained item is (see VectorPlan and lexflow.diffusion.guidance.DirectionPlan).
+    kind: ClassVar[str] = "latent"
+    unit: ClassVar[str] = "prior std"
+    names: ClassVar[tuple[str, ...] | None] = None
+    condition: ClassVar[str | None] = None
+
+    @property
+    def items(self) -> int:
+        return self.latent_dim
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "unit": self.unit, "values": list(self.values)}
 
     @classmethod
     def from_config(cls, latent_dim: int, config: ExplainConfig) -> TraversalPlan:
@@ -63,3 +76,152 @@ class TraversalPlan:
         z[:, index] = np.tile(np.asarray(self.values, dtype=np.float32), 2)
         z[self.steps :, partner] = self.clamp_value(partner)
         return z
+
+
+@dataclass(frozen=True)
+class VectorPlan:
+    """Items that each move several latents at once, for a VAE with ``latent_dim`` latents.
+
+    - ``group`` (the combination bias, metadata ``groups``): item g sets every latent of group g
+      to the frame value (prior std units, -span .. +span), like a one-latent traversal.
+    - ``attribute`` (a CSVAE label subspace, metadata ``attributes``): item a adds
+      value * direction_a to the base code, value = 0 .. attribute_span (the paper: 0..4), where
+      direction_a = mean(w | y_a = 1) - mean(w | y_a = 0) in the label subspace
+      (see :mod:`lexflow.csvae`); explained with the conditional bias naming y_a.
+
+    Attributes:
+        kind: ``group`` or ``attribute``; unit: of ``values``.
+        vectors: float32 [items, d]; for groups the 0/1 membership of each latent.
+        members: the latents each item moves.
+        names: a name per item, or None; conditions: the condition of each item (attributes).
+    """
+
+    kind: str
+    unit: str
+    latent_dim: int
+    values: tuple[float, ...]
+    base_codes: np.ndarray
+    vectors: np.ndarray
+    members: tuple[tuple[int, ...], ...]
+    names: tuple[str, ...] | None = None
+    conditions: tuple[str, ...] | None = None
+    condition: str | None = None
+
+    @property
+    def items(self) -> int:
+        return int(self.vectors.shape[0])
+
+    @property
+    def rows(self) -> int:
+        return int(self.base_codes.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return len(self.values)
+
+    def _move(self, z: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:
+        if self.kind == "group":
+            for j in self.members[index]:
+                z[:, j] = values
+        else:
+            z += values[:, None] * self.vectors[index][None]
+        return z
+
+    def codes(self, index: int) -> np.ndarray:
+        """float32 [rows * steps, d]: row-major, item ``index`` swept through ``values``."""
+        z = np.repeat(self.base_codes, self.steps, axis=0)
+        return self._move(z, index, np.tile(np.asarray(self.values, np.float32), self.rows))
+
+    def clamp_value(self, partner: int) -> float:
+        return 2.0 * max(abs(v) for v in self.values) / 3.0
+
+    def comparison_codes(self, index: int, partner: int) -> np.ndarray:
+        """float32 [2 * steps, d]: the first row's traversal, then again with item ``partner``
+        moved to :meth:`clamp_value`."""
+        z = np.repeat(self.base_codes[:1], 2 * self.steps, axis=0)
+        z[self.steps :] = self._move(z[self.steps :], partner,
+                                     np.full(self.steps, self.clamp_value(partner), np.float32))
+        return self._move(z, index, np.tile(np.asarray(self.values, np.float32), 2))
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "unit": self.unit, "values": list(self.values),
+                "members": [list(m) for m in self.members],
+                "names": list(self.names) if self.names else None}
+
+
+def _base_codes(latent_dim: int, config: ExplainConfig) -> np.ndarray:
+    base = np.random.default_rng(config.seed).standard_normal((config.rows, latent_dim))
+    base = base.astype(np.float32)
+    base.setflags(write=False)
+    return base
+
+
+def group_plan(latent_dim: int, groups: Any, config: ExplainConfig,
+               names: Any = None) -> VectorPlan:
+    """The combination bias: one item per group of latents (metadata ``groups``)."""
+    from lexflow.errors import ModelContractError
+
+    ok = isinstance(groups, (list, tuple)) and groups and all(
+        isinstance(g, (list, tuple)) and g and all(
+            isinstance(i, int) and not isinstance(i, bool) and 0 <= i < latent_dim for i in g)
+        for g in groups)
+    if not ok:
+        raise ModelContractError(
+            f"MLmodel metadata lexflow.groups must be a non-empty list of non-empty lists of "
+            f"latent indices in 0..{latent_dim - 1}; got {groups!r}."
+        )
+    if names is not None and (not isinstance(names, (list, tuple)) or len(names) != len(groups)):
+        raise ModelContractError(
+            f"MLmodel metadata lexflow.group_names must name each of the {len(groups)} groups; "
+            f"got {names!r}."
+        )
+    vectors = np.zeros((len(groups), latent_dim), np.float32)
+    for g, members in enumerate(groups):
+        vectors[g, list(members)] = 1.0
+    return VectorPlan("group", "prior std", latent_dim, tuple(config.frame_values()),
+                      _base_codes(latent_dim, config), vectors,
+                      tuple(tuple(int(i) for i in g) for g in groups),
+                      tuple(str(n) for n in names) if names else None)
+
+
+def attribute_plan(latent_dim: int, attributes: Any, config: ExplainConfig,
+                   span: float = 4.0) -> VectorPlan:
+    """CSVAE attribute directions (metadata ``attributes``: {label: [d floats]})."""
+    from lexflow.errors import ModelContractError
+
+    if not isinstance(attributes, dict) or not attributes:
+        raise ModelContractError(
+            "MLmodel metadata lexflow.attributes must map attribute labels to directions "
+            f"(lists of {latent_dim} floats; see lexflow.csvae.csvae_metadata); got {attributes!r}."
+        )
+    labels = tuple(str(k) for k in attributes)
+    try:
+        vectors = np.asarray([attributes[k] for k in attributes], dtype=np.float32)
+    except (TypeError, ValueError):
+        vectors = np.zeros((0,), np.float32)
+    if vectors.shape != (len(labels), latent_dim) or not np.isfinite(vectors).all():
+        raise ModelContractError(
+            f"MLmodel metadata lexflow.attributes: each direction must be {latent_dim} finite "
+            f"floats; got shape {vectors.shape}."
+        )
+    n = config.steps
+    values = tuple(span * k / (n - 1) for k in range(n))
+    members = tuple(tuple(int(i) for i in np.flatnonzero(v)) for v in vectors)
+    return VectorPlan("attribute", "multiples of the attribute direction", latent_dim, values,
+                      _base_codes(latent_dim, config), vectors, members, labels,
+                      tuple(f"attribute label {label!r} (y = 1)" for label in labels))
+
+
+def plan_for(decoder: Any, metadata: dict[str, Any], config: ExplainConfig, bias: str) -> Any:
+    """The plan for a model: its own (diffusion directions), groups (combination bias),
+    attribute directions (conditional bias with metadata ``attributes``), or one latent at a time."""
+    make = getattr(decoder, "traversal_plan", None)
+    if callable(make):
+        return make(config)
+    if bias == "combination":
+        return group_plan(decoder.latent_dim, metadata.get("groups"), config,
+                          metadata.get("group_names"))
+    if bias == "conditional" and metadata.get("attributes"):
+        return attribute_plan(decoder.latent_dim, metadata["attributes"], config,
+                              float(metadata.get("attribute_span", 4.0)))
+    return TraversalPlan.from_config(decoder.latent_dim, config)

@@ -18,11 +18,18 @@ ADAPTER_GROUP = "lexflow.adapters"
 BUILTIN: dict[str, dict[str, str]] = {
     EXPLAINER_GROUP: {
         "measure": "lexflow.explainers.measure:MeasureExplainer",
+        "openai": "lexflow.explainers.openai_api:OpenAIExplainer",
+        "anthropic": "lexflow.explainers.anthropic_api:AnthropicExplainer",
+        "gemini": "lexflow.explainers.gemini_api:GeminiExplainer",
+        "ollama": "lexflow.explainers.ollama_api:OllamaExplainer",
+        "transformers": "lexflow.explainers.transformers_local:TransformersExplainer",
     },
     ADAPTER_GROUP: {
         "pytorch": "lexflow.adapters.pytorch_vae:PyTorchVAEAdapter",
         "onnx": "lexflow.adapters.onnx_decoder:OnnxDecoderAdapter",
         "python_function": "lexflow.adapters.pyfunc_decoder:PyfuncDecoderAdapter",
+        "diffusers_pipeline": "lexflow.adapters.diffusers_pipeline:DiffusionPipelineAdapter",
+        "diffusers": "lexflow.adapters.mlflow_diffusers:MlflowDiffusersAdapter",
     },
 }
 

@@ -34,6 +34,13 @@ class LatentResult:
         evidence: the measured evidence (see lexflow.evidence.Evidence.to_dict).
         image: artifact path of the traversal grid; comparison_image: of the comparison rows.
         partner: the latent clamped in the comparison row.
+        flags: warnings about the answers, e.g. one naming a property the evidence says did not
+            move (grounding); details: what the explainer added (labels, cache hits, ...).
+        kind: what the index names: ``latent`` (one latent), ``direction`` (an h-space direction
+            of a diffusion model; columns run -direction .. base .. +direction), ``group``
+            (latents moved together, the combination bias) or ``attribute`` (a CSVAE label
+            direction); members: the latents a group or attribute moves; condition: the
+            condition the explanation is about (an edit prompt, an attribute label), if any.
     """
 
     index: int
@@ -50,6 +57,11 @@ class LatentResult:
     comparison_image: str | None = None
     comparison_evidence: dict[str, Any] | None = None
     partner: int | None = None
+    flags: tuple[str, ...] = ()
+    details: dict[str, Any] = field(default_factory=dict)
+    kind: str = "latent"
+    members: tuple[int, ...] | None = None
+    condition: str | None = None
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class ExplainResult:
     usage: dict[str, float] = field(default_factory=dict)
     created: str = ""
     lexflow_version: str = __version__
+    # What the explained items are and how they were moved (kind, unit, column values, sign
+    # convention for directions ...); empty for the default one-latent traversal.
+    traversal: dict[str, Any] = field(default_factory=dict)
 
     @property
     def explainable_fraction(self) -> float:
@@ -112,6 +127,7 @@ class ExplainResult:
             },
             "usage": self.usage,
             "latents": [asdict(r) for r in self.latents],
+            **({"traversal": self.traversal} if self.traversal else {}),
         }
 
 
@@ -196,6 +212,23 @@ img{image-rendering:pixelated;max-width:100%}section{margin:2em 0}code{backgroun
 """
 
 
+_ITEM_TITLE = {"latent": "Latent", "direction": "Direction", "group": "Group",
+               "attribute": "Attribute"}
+
+
+def _item_note(r: LatentResult, traversal: dict[str, Any]) -> str:
+    """One escaped line saying what a non-latent item moves and how the columns read."""
+    e = html.escape
+    unit = e(str(traversal.get("unit", "")))
+    if r.kind == "direction":
+        text = (f"Direction {e(r.label)} of h-space: columns run from -direction through the base "
+                f"image to +direction ({unit}, signed).")
+    else:
+        text = (f"Moves latents {e(', '.join(map(str, r.members or ())))} together; columns in "
+                f"{unit}, increasing.")
+    return text + (f" Condition: <code>{e(r.condition)}</code>." if r.condition else "")
+
+
 def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
     """A self-contained HTML report; every explainer-written string is escaped."""
     e = html.escape
@@ -223,8 +256,11 @@ def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
         )
     out.append("</table>")
     for r in result.latents:
-        out.append(f"<section id='latent-{e(r.label)}'><h2>Latent {e(r.label)}"
+        out.append(f"<section id='latent-{e(r.label)}'><h2>{e(_ITEM_TITLE.get(r.kind, 'Latent'))} "
+                   f"{e(r.label)}"
                    + (f" ({e(r.name)})" if r.name else "") + "</h2>")
+        if r.kind != "latent":
+            out.append(f"<p>{_item_note(r, result.traversal)}</p>")
         img = images.get(r.image)
         if img:
             b64 = base64.b64encode(img).decode()
@@ -248,6 +284,8 @@ def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
                        + "</ol></details>")
         if r.failures:
             out.append("<p class='failed'>Failures: " + "; ".join(e(f) for f in r.failures) + "</p>")
+        if r.flags:
+            out.append("<p class='unclear'>Flags: " + "; ".join(e(f) for f in r.flags) + "</p>")
         out.append("</section>")
     out.append("</body></html>")
     return "\n".join(out)

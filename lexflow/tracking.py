@@ -2,10 +2,16 @@
 model-version tags. Nothing else in lexflow imports mlflow's tracking or registry APIs.
 
 Tag protocol on a model version (so a version is never "complete" with another run's tags):
-  begin:    delete every lexflow.* tag, then status=running and run_id=<this run>
-  complete: all tags of this run, the description section, then status=complete (or partial,
-            when some latents failed) last
+  begin:    run_id=<this run> first (claims the version), then delete every other lexflow.* tag,
+            status=running; re-read and claim again if another run's write landed in between
+  complete: if run_id is still this run: all tags of this run (never run_id itself, which would
+            steal the version back), the description section; re-read, delete tags no run of ours
+            wrote and rewrite changed ones; then status=complete (or partial, when some latents
+            failed) last; re-read once more: if another run claimed the version meanwhile, put
+            status back to running (that run will write its own end state) and report the takeover
   fail:     if run_id is still this run: delete latent tags, status=failed, lexflow.error
+MLflow has no compare-and-set on tags; the re-reads close the windows a real race opens
+(tests/test_crash.py races two processes and two writers against a real server).
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from typing import Any
 
 from lexflow import names
 from lexflow.adapters.base import ModelInfo
-from lexflow.errors import ModelNotFoundError, TrackingError, did_you_mean
+from lexflow.errors import ConfigError, ModelNotFoundError, TrackingError, did_you_mean
 from lexflow.record import ExplainResult, merge_description, status_section
 
 _MODELS_URI = re.compile(r"^models:/(?P<rest>.+)$")
@@ -187,6 +193,27 @@ def download(model: ResolvedModel, dst: str) -> tuple[str, ModelInfo]:
     return local, ModelInfo(tuple(m.flavors), dict(meta))
 
 
+# What MLflow's SQL store answers when two writers set or delete the same tag at once (it upserts
+# by select-then-insert): PostgreSQL, SQLite and MySQL wordings, and SQLAlchemy's stale delete.
+_STORE_RACE = ("duplicate key", "UniqueViolation", "UNIQUE constraint failed", "Duplicate entry",
+               "were matched", "StaleDataError")
+
+
+def _retry_store_race(call: Any, attempts: int = 4) -> None:
+    """Run ``call``; retry it when it lost a race inside the store (the retry sees the other
+    writer's row and updates or deletes it)."""
+    import time
+
+    for attempt in range(attempts):
+        try:
+            call()
+            return
+        except Exception as exc:  # MlflowException/RestException carrying the store's error
+            if attempt == attempts - 1 or not any(m in str(exc) for m in _STORE_RACE):
+                raise
+            time.sleep(0.05 * (attempt + 1))
+
+
 class VersionTags:
     """Writes the lexflow tags and description section of one model version."""
 
@@ -198,11 +225,12 @@ class VersionTags:
         return dict(self.c.get_model_version(self.name, self.version).tags)
 
     def _set(self, key: str, value: str) -> None:
-        self.c.set_model_version_tag(self.name, self.version, key, value)
+        _retry_store_race(lambda: self.c.set_model_version_tag(self.name, self.version, key, value))
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:
-            self.c.delete_model_version_tag(self.name, self.version, key)
+            _retry_store_race(lambda key=key: self.c.delete_model_version_tag(
+                self.name, self.version, key))
 
     def _describe(self, section: str) -> None:
         mv = self.c.get_model_version(self.name, self.version)
@@ -211,23 +239,56 @@ class VersionTags:
         )
 
     def begin(self, explainer: str) -> None:
-        self._delete([k for k in self._current() if k.startswith(names.TAG_PREFIX)])
-        self._set(names.TAG_STATUS, names.STATUS_RUNNING)
-        self._set(names.TAG_RUN_ID, self.run_id)
-        self._set(names.TAG_EXPLAINER, explainer)
+        for _ in range(3):
+            self._set(names.TAG_RUN_ID, self.run_id)
+            self._delete([k for k in self._current()
+                          if k.startswith(names.TAG_PREFIX) and k != names.TAG_RUN_ID])
+            self._set(names.TAG_STATUS, names.STATUS_RUNNING)
+            self._set(names.TAG_EXPLAINER, explainer)
+            now = self._current()
+            if (now.get(names.TAG_RUN_ID) != self.run_id
+                    or now.get(names.TAG_STATUS) == names.STATUS_RUNNING):
+                break  # ours and clean, or a newer run has claimed it (it then owns the tags)
         self._describe(status_section(f"lexflow: explanation running (run {self.run_id})."))
+
+    def _taken_over(self) -> TrackingError:
+        return TrackingError(
+            f"Another lexflow run took over {self.name} version {self.version} while this one "
+            f"({self.run_id}) was running; not overwriting its tags."
+        )
 
     def complete(self, tags: dict[str, str], description: str,
                  status: str = names.STATUS_COMPLETE) -> None:
         if self._current().get(names.TAG_RUN_ID) != self.run_id:
-            raise TrackingError(
-                f"Another lexflow run took over {self.name} version {self.version} while this one "
-                f"({self.run_id}) was running; not overwriting its tags."
-            )
-        for key, value in tags.items():
+            raise self._taken_over()
+        want = {k: v for k, v in tags.items() if k != names.TAG_RUN_ID}
+        for key, value in want.items():
             self._set(key, value)
         self._describe(description)
+        keep = set(want) | {names.TAG_RUN_ID, names.TAG_STATUS}
+        now = self._current()
+        if now.get(names.TAG_RUN_ID) != self.run_id:
+            raise self._taken_over()
+        self._delete([k for k in now if k.startswith(names.TAG_PREFIX) and k not in keep])
+        for key, value in want.items():
+            if now.get(key) != value:
+                self._set(key, value)
         self._set(names.TAG_STATUS, status)
+        now = self._current()
+        if now.get(names.TAG_RUN_ID) != self.run_id:
+            # Our status write may have landed after the other run's begin: give the version
+            # back to that run's own protocol (it writes its terminal status itself).
+            if now.get(names.TAG_STATUS) == status and self._run_active(now.get(names.TAG_RUN_ID)):
+                self._set(names.TAG_STATUS, names.STATUS_RUNNING)
+            raise self._taken_over()
+
+    def _run_active(self, run_id: str | None) -> bool:
+        if not run_id:
+            return True
+        try:
+            return str(self.c.get_run(run_id).info.status) == "RUNNING"
+        except Exception:  # unknown run: assume it still works on the version
+            return True
 
     def fail(self, message: str) -> None:
         current = self._current()
@@ -264,9 +325,11 @@ def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
         c.log_batch(run_id, metrics=items[start : start + 900])
 
 
-def log_outputs(run_id: str, result: ExplainResult, images: dict[str, bytes], report: str) -> None:
-    """Write explanations.json, the grids and report.html under lexflow/ in one upload, and each
-    grid once more through log_image so the run's image view shows them."""
+def log_outputs(run_id: str, result: ExplainResult, images: dict[str, bytes], report: str,
+                extra: dict[str, Any] | None = None) -> None:
+    """Write explanations.json (with ``extra`` top-level fields), the grids and report.html under
+    lexflow/ in one upload, and each grid once more through log_image so the run's image view
+    shows them."""
     import io
 
     from PIL import Image
@@ -279,7 +342,7 @@ def log_outputs(run_id: str, result: ExplainResult, images: dict[str, bytes], re
             with open(path, "wb") as f:
                 f.write(data)
         with open(os.path.join(tmp, names.EXPLANATIONS_FILE), "w", encoding="utf-8") as f:
-            json.dump(result.to_dict(), f, indent=1)
+            json.dump({**result.to_dict(), **(extra or {})}, f, indent=1)
         with open(os.path.join(tmp, names.REPORT_FILE), "w", encoding="utf-8") as f:
             f.write(report)
         c.log_artifacts(run_id, os.path.join(tmp, names.ARTIFACT_DIR), names.ARTIFACT_DIR)
@@ -296,19 +359,26 @@ def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
 
 
 class RunContext:
-    """Start (or, under ``mlflow run``, attach to) the run; end it FAILED on any exception."""
+    """Start (or, under ``mlflow run``, attach to; or resume ``run_id``) the run; end it FAILED on
+    any exception."""
 
-    def __init__(self, experiment: str | None = None, run_name: str | None = None) -> None:
-        self.experiment, self.run_name = experiment, run_name
+    def __init__(self, experiment: str | None = None, run_name: str | None = None,
+                 run_id: str | None = None) -> None:
+        self.experiment, self.run_name, self.resume_id = experiment, run_name, run_id
         self.run_id = ""
 
     def __enter__(self) -> RunContext:
         import mlflow
 
-        if self.experiment and not os.environ.get(names.ENV_RUN_ID):
-            mlflow.set_experiment(self.experiment)
         try:
-            run = mlflow.start_run(run_name=self.run_name)
+            if self.resume_id:  # continue the run in its own experiment
+                experiment_id = client().get_run(self.resume_id).info.experiment_id
+                mlflow.set_experiment(experiment_id=experiment_id)
+                run = mlflow.start_run(run_id=self.resume_id)
+            else:
+                if self.experiment and not os.environ.get(names.ENV_RUN_ID):
+                    mlflow.set_experiment(self.experiment)
+                run = mlflow.start_run(run_name=self.run_name)
         except Exception as exc:  # MlflowException or a connection error
             raise TrackingError(f"Could not start an MLflow run: {exc}") from exc
         self.run_id = run.info.run_id
@@ -317,4 +387,136 @@ class RunContext:
     def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
         import mlflow
 
-        mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        try:
+            mlflow.end_run(status="FINISHED" if exc_type is None else "FAILED")
+        except Exception:
+            if exc_type is None:
+                raise
+            # The server is gone: the original error is the one to report (end_run has already
+            # forgotten the run locally).
+
+
+# --- crash safety and bulk explanation (lexflow.resume, lexflow.registry_scan) ------------------
+
+def configure_http() -> None:
+    """Bounded retries for every MLflow HTTP call of this process, unless the user chose others.
+
+    MLflow's defaults (7 retries, backoff factor 2, 120 s timeout) keep a run waiting for many
+    minutes when the tracking server is gone; lexflow's (5 retries, factor 1, 30 s) give up after
+    about a minute and then fail clearly (see :func:`wait_for_server`).
+    """
+    os.environ.setdefault(names.ENV_HTTP_MAX_RETRIES, "5")
+    os.environ.setdefault(names.ENV_HTTP_BACKOFF_FACTOR, "1")
+    os.environ.setdefault(names.ENV_HTTP_TIMEOUT, "30")
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised from) says the tracking server did not answer."""
+    import requests
+
+    seen: set[int] = set()
+    e: BaseException | None = exc
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, (requests.ConnectionError, requests.Timeout, ConnectionError)):
+            return True
+        text = str(e)
+        if "Max retries exceeded" in text or "Connection refused" in text:
+            return True
+        e = e.__cause__ or e.__context__
+    return False
+
+
+def wait_for_server(timeout: float) -> bool:
+    """Poll the tracking server's /health until it answers (True) or ``timeout`` s pass (False)."""
+    import time
+
+    import requests
+
+    uri = tracking_uri()
+    if not uri.startswith(("http://", "https://")):
+        return True
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if requests.get(uri.rstrip("/") + "/health", timeout=5).ok:
+                return True
+        except requests.RequestException:
+            pass
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
+
+
+def version_tags_of(name: str, version: str) -> dict[str, str]:
+    return dict(client().get_model_version(name, version).tags)
+
+
+def run_info(run_id: str) -> dict[str, Any] | None:
+    """status, deleted, experiment_id and tags of a run; None when there is no such run."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        run = client().get_run(run_id)
+    except MlflowException as exc:
+        if _not_found(exc):
+            return None
+        raise
+    return {"status": str(run.info.status), "deleted": run.info.lifecycle_stage == "deleted",
+            "experiment_id": run.info.experiment_id, "tags": dict(run.data.tags)}
+
+
+def log_json_artifact(run_id: str, path: str, doc: dict[str, Any]) -> None:
+    """Upload ``doc`` as the run artifact ``path`` (a new file; nothing else is touched)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        local = os.path.join(tmp, os.path.basename(path))
+        with open(local, "w", encoding="utf-8") as f:
+            json.dump(doc, f)
+        client().log_artifact(run_id, local, os.path.dirname(path) or None)
+
+
+def download_run_json(run_id: str, directory: str) -> dict[str, dict[str, Any]]:
+    """Every ``*.json`` artifact directly under ``directory`` of the run: file name -> document.
+    A file that does not parse (cut off by a crash mid-upload) is skipped."""
+    c = client()
+    names_ = [f.path for f in c.list_artifacts(run_id, directory)
+              if not f.is_dir and f.path.endswith(".json")]
+    out: dict[str, dict[str, Any]] = {}
+    if not names_:
+        return out
+    with tempfile.TemporaryDirectory() as tmp:
+        local = c.download_artifacts(run_id, directory, tmp)
+        for rel in names_:
+            path = os.path.join(local, os.path.basename(rel))
+            try:
+                with open(path, encoding="utf-8") as f:
+                    out[os.path.basename(rel)] = json.load(f)
+            except (OSError, ValueError):
+                continue
+    return out
+
+
+def search_versions(filter_string: str | None) -> list[dict[str, Any]]:
+    """Every model version matching an MLflow filter (``name LIKE 'vae%'``), oldest first:
+    name, version and tags, read page by page."""
+    from mlflow.exceptions import MlflowException
+
+    c = client()
+    out: list[dict[str, Any]] = []
+    token: str | None = None
+    try:
+        while True:
+            page = c.search_model_versions(filter_string or "", max_results=1000, page_token=token)
+            out.extend({"name": mv.name, "version": str(mv.version), "tags": dict(mv.tags)}
+                       for mv in page)
+            token = getattr(page, "token", None)
+            if not token:
+                break
+    except MlflowException as exc:
+        bad_input = "INVALID_PARAMETER_VALUE" in str(getattr(exc, "error_code", ""))
+        raise (ConfigError if bad_input else TrackingError)(
+            f"The model registry rejected the filter {filter_string!r}: {exc}. Filters look like "
+            "\"name LIKE 'vae%'\" or \"name = 'vae'\"."
+        ) from exc
+    out.sort(key=lambda v: (v["name"], int(v["version"])))
+    return out

@@ -61,12 +61,24 @@ Similarity = Callable[[Sequence[str]], np.ndarray]
 
 
 def similarity_for(spec: str) -> Similarity:
-    """The answer-comparison function a ``certainty`` option names."""
+    """The answer-comparison function a ``certainty`` option names.
+
+    ``bow`` is the paper's bag-of-words cosine. ``semantic`` and ``semantic:<path or package>``
+    compare sentence embeddings (:mod:`lexflow.semantic`); the model is located and loaded here,
+    so a missing package or directory fails before any decoding, and is cached per process.
+    """
     if spec == "bow":
         return bow_similarity
-    from lexflow.errors import ConfigError
+    if spec == "semantic" or spec.startswith("semantic:"):
+        from lexflow.semantic import SemanticSimilarity
 
-    raise ConfigError(f"certainty={spec!r} is not available; use 'bow'.")
+        return SemanticSimilarity(spec)
+    from lexflow.errors import ConfigError, did_you_mean
+
+    raise ConfigError(
+        f"certainty={spec!r} is not available; use 'bow', 'semantic' or "
+        "'semantic:<model directory or package>'." + did_you_mean(spec, ("bow", "semantic"))
+    )
 
 
 def consensus(

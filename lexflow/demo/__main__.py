@@ -33,8 +33,17 @@ def where(name: str) -> None:
     mv = max(c.search_model_versions(f"name='{name}'"), key=lambda v: int(v.version))
     tags = mv.tags
     run_id = tags.get(names.TAG_RUN_ID, "?")
-    d = max((int(k.split(".")[2]) for k in tags if k.startswith(names.TAG_LATENT_PREFIX)
-             and k.count(".") == 2), default=0) + 1
+    d = (
+        max(
+            (
+                int(k.split(".")[2])
+                for k in tags
+                if k.startswith(names.TAG_LATENT_PREFIX) and k.count(".") == 2
+            ),
+            default=0,
+        )
+        + 1
+    )
     click.echo("")
     click.echo(f"Model version   models:/{name}/{mv.version}  (lexflow.status={tags.get(names.TAG_STATUS)})")
     click.echo(f"Run             {run_id}  in {mlflow.get_tracking_uri()}")
@@ -46,8 +55,7 @@ def where(name: str) -> None:
     art = c.get_run(run_id).info.artifact_uri if run_id != "?" else "?"
     click.echo(f"Report          {art}/{names.REPORT_FILE}")
     click.echo(f"Grids           {art}/{names.TRAVERSAL_DIR}/")
-    click.echo("Open the UI     make ui   then http://127.0.0.1:5000/#/models/"
-               f"{name}/versions/{mv.version}")
+    click.echo(f"Open the UI     make ui   then http://127.0.0.1:5000/#/models/{name}/versions/{mv.version}")
 
 
 if __name__ == "__main__":

@@ -52,20 +52,28 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
     decoder = PyTorchVAEAdapter(model, device="cpu")
     d = decoder.latent_dim
     indices = tuple(range(d))
-    measured, _, values = measure_latents(decoder, config, indices, bias="disentanglement",
-                                          output_range=(0.0, 1.0), progress=False)
-    responses = run_explainer(get_explainer("measure"), measured, values, d, config,
-                              "disentanglement", None, None, progress=False)
+    measured, _, values = measure_latents(
+        decoder, config, indices, bias="disentanglement", output_range=(0.0, 1.0), progress=False
+    )
+    responses = run_explainer(
+        get_explainer("measure"), measured, values, d, config, "disentanglement", None, None, progress=False
+    )
     rows = []
     for i in indices:
         active = measured[i].evidence.active
         c = consensus(responses[i].answers, threshold=config.threshold) if active else None
         explanation = c.explanation if c else None
-        rows.append(FactorRow(
-            latent=i, active=active, true_factor=fmap[i]["factor"], factor_score=fmap[i]["score"],
-            explanation=explanation, certainty=c.certainty if c else 0.0,
-            correct=bool(active and fmap[i]["factor"] in named_factors(explanation)),
-        ))
+        rows.append(
+            FactorRow(
+                latent=i,
+                active=active,
+                true_factor=fmap[i]["factor"],
+                factor_score=fmap[i]["score"],
+                explanation=explanation,
+                certainty=c.certainty if c else 0.0,
+                correct=bool(active and fmap[i]["factor"] in named_factors(explanation)),
+            )
+        )
     return rows
 
 

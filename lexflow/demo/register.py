@@ -62,7 +62,8 @@ def register(name: str = DEMO_NAME, *, progress: bool = True) -> tuple[str, str,
     version = str(info.registered_model_version)
     client.set_model_version_tag(name, version, CHECKSUM_TAG, sha)
     client.update_model_version(
-        name, version,
+        name,
+        version,
         description="Demo beta-TCVAE trained by lexflow on dSprites-like shapes "
         "(shape, scale, rotation, x, y, colour).",
     )

@@ -41,6 +41,7 @@ class ExplainRequest:
         evidence: measurements of the traversal.
         comparison_evidence: measurements of the comparison rows, or None.
         samples: how many answers to return (the method's n).
+        group: for the combination bias, the latents that move together (this one included).
     """
 
     index: int
@@ -54,6 +55,7 @@ class ExplainRequest:
     condition: str | None = None
     comparison_png: bytes | None = None
     comparison_evidence: Evidence | None = None
+    group: tuple[int, ...] | None = None
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,120 @@
+"""An on-disk cache of explainer answers, so a rerun with nothing changed makes no calls.
+
+One answer is one small JSON file, named by a hash of everything that changes the answer (the
+explainer URI, where it is served from, the prompt text, the image bytes, the sample index and the
+sampling options) and never of secrets: the API key is not part of any key or value. Each file is
+written as soon as its answer arrives, atomically (a temporary file in the same directory, then
+``os.replace``), so a run that is killed midway leaves only whole answers behind and the next run
+asks only for the rest. Failed answers are never stored: a rerun retries exactly those.
+
+Layout: ``<dir>/answers/<2 hex>/<64 hex>.json``. The directory is ``$LEXFLOW_CACHE_DIR``, else
+``~/.cache/lexflow``; the explainer option ``cache`` overrides it, and ``cache=none`` disables it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+ENV_CACHE_DIR = "LEXFLOW_CACHE_DIR"
+DISABLED = ("none", "off", "false", "no", "")
+CACHE_FORMAT = 1  # bump when the stored value's shape changes, so old entries are not misread
+
+
+def default_dir() -> Path:
+    """``$LEXFLOW_CACHE_DIR`` or ``~/.cache/lexflow`` (read at call time, so tests can set it)."""
+    env = os.environ.get(ENV_CACHE_DIR)
+    return Path(env).expanduser() if env else Path.home() / ".cache" / "lexflow"
+
+
+def _canonical(value: Any) -> Any:
+    """JSON-able form of a key part; bytes become their SHA-256 (images are hashed, not stored)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return {"sha256": hashlib.sha256(bytes(value)).hexdigest()}
+    if isinstance(value, Mapping):
+        return {str(k): _canonical(v) for k, v in sorted(value.items(), key=lambda kv: str(kv[0]))}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return repr(value)
+
+
+def cache_key(parts: Mapping[str, Any]) -> str:
+    """A stable hex digest of ``parts`` (order of the mapping does not matter)."""
+    text = json.dumps({"format": CACHE_FORMAT, **_canonical(parts)}, sort_keys=True,
+                      separators=(",", ":"), ensure_ascii=True)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+class AnswerCache:
+    """Get and put answers by key; a cache built with ``directory=None`` stores nothing.
+
+    Attributes:
+        directory: where answers live, or None when the cache is disabled.
+        hits, writes: counters for this process (reported by dry runs and tests).
+    """
+
+    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+        self.directory = Path(directory).expanduser() if directory is not None else None
+        self.hits = 0
+        self.writes = 0
+
+    @classmethod
+    def from_option(cls, value: str | None) -> AnswerCache:
+        """The explainer option ``cache``: None = default directory, ``none`` = disabled."""
+        if value is None or str(value).strip().lower() == "default":
+            return cls(default_dir())
+        if str(value).strip().lower() in DISABLED:
+            return cls(None)
+        return cls(value)
+
+    @property
+    def enabled(self) -> bool:
+        return self.directory is not None
+
+    def path(self, key: str) -> Path:
+        if self.directory is None:
+            raise RuntimeError("the cache is disabled")
+        return self.directory / "answers" / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        """The stored value, or None when absent, disabled or unreadable (a corrupt entry is a miss)."""
+        if self.directory is None:
+            return None
+        try:
+            with open(self.path(key), encoding="utf-8") as f:
+                value = json.load(f)
+        except (OSError, ValueError):
+            return None
+        if not isinstance(value, dict):
+            return None
+        self.hits += 1
+        return value
+
+    def contains(self, key: str) -> bool:
+        return self.directory is not None and self.path(key).is_file()
+
+    def put(self, key: str, value: Mapping[str, Any]) -> None:
+        """Write atomically; an unwritable cache never fails the run (the answer is still used)."""
+        if self.directory is None:
+            return
+        target = self.path(key)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".json", dir=target.parent)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as f:
+                    json.dump(dict(value), f, ensure_ascii=False)
+                os.replace(tmp, target)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+        except OSError:
+            return
+        self.writes += 1

@@ -1,0 +1,1 @@
+"""Self-contained demo: procedural shapes with known factors and a small beta-TCVAE."""

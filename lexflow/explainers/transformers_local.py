@@ -1,0 +1,297 @@
+"""``transformers:/<local dir>``: a vision-language model loaded from disk with transformers.
+
+For explaining latents without sending images anywhere: any image-text-to-text model that
+``AutoProcessor`` + ``AutoModelForImageTextToText`` load (LLaVA, Idefics3, Qwen2-VL, PaliGemma,
+...) saved in a local directory. Nothing is downloaded (``local_files_only``).
+
+- The prompt is the same per-bias prompt the API explainers send (:mod:`lexflow.explainers.prompts`),
+  with the traversal grid (and the comparison rows for disentanglement) as the images, wrapped in
+  the processor's chat template when it has one.
+- Sampling is on; ``samples`` answers per latent come from ``num_return_sequences`` in batches of
+  ``sample_batch``, with the torch generator seeded per latent, so reruns give the same answers.
+- Answers are read like the API explainers' (:mod:`lexflow.explainers.answers`): an empty answer
+  or a refusal is recorded as a failure for that sample, never as an explanation.
+- The device is ``auto`` (CUDA, then MPS, then CPU) unless the option ``device`` names one; on a
+  GPU the weights load in bfloat16 (float16 where bfloat16 is unsupported).
+
+The URI's path: ``transformers:/models/llava`` is tried as ``models/llava`` (relative to the
+working directory), then as ``/models/llava``; ``transformers:///abs/dir`` is always absolute.
+Local generation runs one latent at a time: ``concurrency``, ``timeout`` and ``cache`` are accepted
+for a uniform command line and ignored.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, ClassVar
+
+from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
+from lexflow.explainers.answers import AnswerRejected, parse_answer
+from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.explainers.prompts import Prompt, build_prompt, get_bias, load_biases
+
+EXTRA = "transformers"
+IGNORED_OPTIONS = ("concurrency", "timeout", "cache")
+
+
+@dataclass(frozen=True)
+class TransformersOptions:
+    """Options of the local explainer (``--explainer-option key=value``).
+
+    Attributes:
+        device: ``auto``, ``cpu``, ``cuda``, ``cuda:N`` or ``mps``.
+        dtype: ``auto`` (bfloat16/float16 on a GPU, float32 on CPU), ``float32``, ``bfloat16``,
+            ``float16``.
+        seed: base of the per-latent generator seed.
+        temperature, top_p: sampling parameters (sampling is always on: the method needs
+            differing answers). max_new_tokens: answer length limit in tokens.
+        sample_batch: sequences generated per ``generate`` call (lower it if memory is short).
+        grounding: put the measured evidence in the prompt.
+        biases: a YAML file of extra biases to register; prompt_bias: use this bias's template.
+    """
+
+    device: str = "auto"
+    dtype: str = "auto"
+    seed: int = 0
+    temperature: float = 1.0
+    top_p: float = 1.0
+    max_new_tokens: int = 120
+    sample_batch: int = 5
+    grounding: bool = False
+    biases: str | None = None
+    prompt_bias: str | None = None
+
+    @classmethod
+    def from_mapping(cls, options: Mapping[str, Any]) -> TransformersOptions:
+        known = {f.name: f for f in fields(cls)}
+        problems: list[str] = []
+        values: dict[str, Any] = {}
+        for k, v in options.items():
+            if k in IGNORED_OPTIONS:
+                continue
+            if k not in known:
+                problems.append(f"unknown option {k!r}" + did_you_mean(k, known))
+                continue
+            if v is None:
+                continue
+            default = known[k].default
+            try:
+                if isinstance(default, bool):
+                    values[k] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
+                elif isinstance(default, int):
+                    values[k] = int(v)
+                elif isinstance(default, float):
+                    values[k] = float(v)
+                else:
+                    values[k] = str(v)
+            except (TypeError, ValueError):
+                problems.append(f"option {k!r} must be a {type(default).__name__}; got {v!r}")
+        opts = cls(**values)
+        if opts.max_new_tokens < 1 or opts.sample_batch < 1:
+            problems.append("options 'max_new_tokens' and 'sample_batch' must be >= 1")
+        if not opts.temperature > 0 or not 0 < opts.top_p <= 1:
+            problems.append("option 'temperature' must be > 0 and 'top_p' in (0, 1]")
+        if opts.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            problems.append(f"option 'dtype' must be auto, float32, bfloat16 or float16; got {opts.dtype!r}")
+        dev = opts.device
+        if dev not in ("auto", "cpu", "cuda", "mps") and not (dev.startswith("cuda:") and dev[5:].isdigit()):
+            problems.append(f"option 'device' must be auto, cpu, cuda, cuda:N or mps; got {dev!r}")
+        if problems:
+            raise ConfigError("Explainer transformers: " + "; ".join(problems) + ".")
+        return opts
+
+
+def resolve_model_dir(target: str) -> Path:
+    """The local directory a ``transformers:/<dir>`` URI names, or a ConfigError naming it."""
+    raw = os.path.expanduser(target)
+    tried = [raw] if os.path.isabs(raw) else [raw, "/" + raw]
+    for candidate in tried:
+        path = Path(candidate)
+        if path.is_dir():
+            if not (path / "config.json").is_file():
+                raise ConfigError(
+                    f"Explainer transformers:/{target}: {str(path)!r} holds no config.json, so it is "
+                    "not a saved transformers model (save one with model.save_pretrained and "
+                    "processor.save_pretrained)."
+                )
+            return path.resolve()
+    raise ConfigError(
+        f"Explainer transformers:/{target}: no model directory at {' or '.join(repr(t) for t in tried)}. "
+        "Give the directory of a vision-language model saved with save_pretrained "
+        "(use transformers:///abs/path for an absolute path)."
+    )
+
+
+def pick_device(name: str) -> str:
+    """``auto`` -> cuda when present, then mps, else cpu."""
+    if name != "auto":
+        return name
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    return "mps" if mps is not None and mps.is_available() else "cpu"
+
+
+def _torch_dtype(name: str, device: str) -> Any:
+    import torch
+
+    if name == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        return torch.float16 if device == "mps" else torch.float32
+    return getattr(torch, name)
+
+
+def read_answers(texts: list[str]) -> tuple[list[str], list[str]]:
+    """Generated texts -> (answers with "" for rejected ones, why each rejected one failed)."""
+    answers, failures = [], []
+    for text in texts:
+        try:
+            answers.append(parse_answer(text).sentence)
+        except AnswerRejected as exc:
+            answers.append("")
+            failures.append(str(exc))
+    return answers, failures
+
+
+class TransformersExplainer(Explainer):
+    """Explains latents with a local vision-language model; loads it on first use.
+
+    Attributes:
+        model_dir: the resolved model directory. options: the validated options.
+        device: where the model runs (resolved from ``auto``).
+    """
+
+    scheme: ClassVar[str] = "transformers"
+    is_mllm: ClassVar[bool] = True
+
+    def __init__(self, model_dir: Path, options: TransformersOptions, *, uri: str | None = None) -> None:
+        super().__init__(uri or f"transformers:/{model_dir}")
+        self.model_dir, self.options = model_dir, options
+        self.device = pick_device(options.device)
+        self._model: Any = None
+        self._processor: Any = None
+        self._lock = threading.Lock()
+
+    def __repr__(self) -> str:
+        return f"TransformersExplainer({str(self.model_dir)!r}, device={self.device!r})"
+
+    @classmethod
+    def from_uri(cls, target: str | None, options: Mapping[str, Any]) -> TransformersExplainer:
+        if not target:
+            raise ConfigError("Explainer 'transformers' needs a model directory: transformers:/<dir>.")
+        opts = TransformersOptions.from_mapping(options)
+        model_dir = resolve_model_dir(target)
+        transformers = require("transformers", extra=EXTRA, purpose="The transformers explainer")
+        require("torch", extra=EXTRA, purpose="The transformers explainer")
+        try:  # cheap: reads config.json only, so an unknown architecture fails before decoding
+            transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
+        except (OSError, ValueError, KeyError) as exc:
+            raise ConfigError(f"Explainer transformers:/{target}: cannot read {model_dir}: {exc}") from exc
+        if opts.biases:
+            load_biases(opts.biases, replace=True)
+        if opts.prompt_bias:
+            get_bias(opts.prompt_bias)
+        return cls(model_dir, opts, uri=f"transformers:/{target}")
+
+    # --- loading ------------------------------------------------------------------------------
+    def load(self) -> tuple[Any, Any]:
+        """(processor, model), loaded once; the weights stay on ``self.device``."""
+        with self._lock:
+            if self._model is None:
+                import transformers
+
+                path = str(self.model_dir)
+                try:
+                    self._processor = transformers.AutoProcessor.from_pretrained(
+                        path, local_files_only=True)
+                    from packaging.version import Version
+
+                    # transformers 4.56 renamed torch_dtype to dtype
+                    dtype_kw = ("dtype" if Version(transformers.__version__) >= Version("4.56")
+                                else "torch_dtype")
+                    model: Any = transformers.AutoModelForImageTextToText.from_pretrained(
+                        path, local_files_only=True,
+                        **{dtype_kw: _torch_dtype(self.options.dtype, self.device)})
+                except (OSError, ValueError, KeyError, TypeError) as exc:
+                    raise ExplainerError(
+                        f"{self.uri}: could not load a vision-language model and its processor "
+                        f"from {path}: {exc}"
+                    ) from exc
+                model.to(self.device)
+                self._model = model.eval()
+            return self._processor, self._model
+
+    # --- one latent -----------------------------------------------------------------------------
+    def prompt(self, request: ExplainRequest) -> Prompt:
+        """The per-bias prompt (pure: see lexflow.explainers.prompts)."""
+        bias = get_bias(self.options.prompt_bias) if self.options.prompt_bias else None
+        grounding = None
+        if self.options.grounding:
+            from lexflow.explainers.grounding import evidence_summary
+
+            grounding = evidence_summary(request.evidence, request.comparison_evidence)
+        return build_prompt(request, bias=bias, grounding=grounding)
+
+    def model_inputs(self, prompt: Prompt) -> Any:
+        """The processor's tensors for one prompt: chat template (if any), text and images."""
+        from PIL import Image
+
+        processor, _ = self.load()
+        images = [Image.open(io.BytesIO(png)).convert("RGB") for png in prompt.images]
+        if getattr(processor, "chat_template", None):
+            content: list[dict[str, Any]] = [{"type": "image"} for _ in images]
+            content.append({"type": "text", "text": prompt.text})
+            text = processor.apply_chat_template([{"role": "user", "content": content}],
+                                                 add_generation_prompt=True)
+        else:
+            token = getattr(processor, "image_token", None) or "<image>"
+            text = "".join(f"{token}\n" for _ in images) + prompt.text
+        return processor(text=text, images=images, return_tensors="pt")
+
+    def explain(self, request: ExplainRequest) -> ExplainResponse:
+        import torch
+
+        from lexflow.explainers.mllm import sample_seed
+
+        processor, model = self.load()
+        inputs = self.model_inputs(self.prompt(request)).to(self.device)
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        generator_seed = sample_seed(self.options.seed, request.index, 0)
+        texts: list[str] = []
+        failures: list[str] = []
+        calls = output_tokens = 0
+        pad = getattr(getattr(processor, "tokenizer", processor), "pad_token_id", None)
+        while len(texts) + len(failures) < request.samples:
+            n = min(self.options.sample_batch, request.samples - len(texts) - len(failures))
+            torch.manual_seed(generator_seed + calls)
+            calls += 1
+            try:
+                with torch.inference_mode():
+                    out = model.generate(
+                        **inputs, do_sample=True, temperature=self.options.temperature,
+                        top_p=self.options.top_p, max_new_tokens=self.options.max_new_tokens,
+                        num_return_sequences=n,
+                    )
+            except (RuntimeError, ValueError) as exc:  # out of memory, a model that cannot generate
+                failures += [f"generation failed: {type(exc).__name__}: {exc}"[:300]] * n
+                continue
+            new = out[:, prompt_len:]
+            output_tokens += int((new != pad).sum()) if pad is not None else int(new.numel())
+            texts += processor.batch_decode(new, skip_special_tokens=True)
+        answers, rejected = read_answers(texts)
+        answers += [""] * (request.samples - len(answers))
+        return ExplainResponse(
+            index=request.index, answers=tuple(answers), failures=tuple(failures + rejected),
+            calls=calls, input_tokens=prompt_len * calls, output_tokens=output_tokens, cost_usd=0.0,
+            details={"model_dir": str(self.model_dir), "device": self.device},
+        )

@@ -1,0 +1,260 @@
+"""The gate's checks: pure functions from what the registry holds to a :class:`GateResult`.
+
+Every check runs; every failure is kept (the way MLflow's threshold validation collects all
+failed metrics into one message), so a CI log shows everything to fix in one go.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from lexflow import names
+from lexflow.gate.policy import Policy
+
+# texts, terms -> [len(texts), len(terms)] cosine similarities (a sentence-embedding model)
+Embedder = Callable[[Sequence[str], Sequence[str]], np.ndarray]
+
+
+@dataclass(frozen=True)
+class VersionEvidence:
+    """What the gate reads about one model version (all from the registry and the run).
+
+    Attributes:
+        name, version: the registered model version.
+        tags: its tags (the lexflow.* ones matter).
+        explanations: the parsed ``lexflow/explanations.json`` of the run in ``lexflow.run_id``,
+            or None when the status says the run did not finish (failed, running).
+        run_start_ms: start time of that run, milliseconds since the epoch (None if unknown).
+        version_created_ms: creation time of the model version, milliseconds since the epoch.
+    """
+
+    name: str
+    version: str
+    tags: Mapping[str, str]
+    explanations: Mapping[str, Any] | None
+    run_start_ms: int | None
+    version_created_ms: int
+
+    @property
+    def uri(self) -> str:
+        return f"models:/{self.name}/{self.version}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One check's outcome.
+
+    Attributes:
+        name: short id (``status``, ``lexflow_version``, ``review.latent_03`` ...).
+        outcome: ``pass``, ``fail`` or ``warn`` (a warning never fails the gate).
+        message: what was found and what the policy asked for.
+    """
+
+    name: str
+    outcome: str
+    message: str
+
+
+@dataclass(frozen=True)
+class GateResult:
+    """The verdict on one model version.
+
+    Attributes:
+        model_uri: ``models:/name/version``; run_id: the explanation run judged.
+        checks: every check in the order they ran.
+        policy_sha256: digest of the policy file; policy_source: its path.
+        checked_at: ISO 8601 UTC time of the check.
+    """
+
+    model_uri: str
+    run_id: str | None
+    checks: tuple[Check, ...]
+    policy_sha256: str
+    policy_source: str
+    checked_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat(timespec="seconds"))
+
+    @property
+    def passed(self) -> bool:
+        return not self.failures
+
+    @property
+    def status(self) -> str:
+        return names.GATE_PASSED if self.passed else names.GATE_FAILED
+
+    @property
+    def failures(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.outcome == "fail")
+
+    @property
+    def warnings(self) -> tuple[Check, ...]:
+        return tuple(c for c in self.checks if c.outcome == "warn")
+
+    def message(self) -> str:
+        """Every failed check, one a line (empty when the gate passed)."""
+        return "\n".join(c.message for c in self.failures)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model_uri": self.model_uri, "run_id": self.run_id, "status": self.status,
+            "passed": self.passed, "checked_at": self.checked_at,
+            "policy": {"path": self.policy_source, "sha256": self.policy_sha256},
+            "failures": [c.message for c in self.failures],
+            "warnings": [c.message for c in self.warnings],
+            "checks": [{"name": c.name, "outcome": c.outcome, "message": c.message}
+                       for c in self.checks],
+        }
+
+
+def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None = None) -> GateResult:
+    """Run every check of ``policy`` against ``ev``."""
+    checks: list[Check] = [_status(policy, ev)]
+    doc = ev.explanations
+    if doc is not None:
+        checks.append(_lexflow_version(policy, doc))
+        if policy.newer_than_version:
+            checks.append(_newer(ev))
+        if policy.min_explainable_fraction is not None:
+            checks.append(_fraction(policy, doc))
+        if policy.min_mean_certainty is not None:
+            checks.append(_certainty(policy, doc))
+        checks.extend(_explainer(policy, doc))
+        checks.extend(_review(policy, doc, embedder))
+    return GateResult(ev.uri, ev.tags.get(names.TAG_RUN_ID), tuple(checks), policy.sha256, policy.source)
+
+
+def _ok(name: str, message: str) -> Check:
+    return Check(name, "pass", message)
+
+
+def _status(policy: Policy, ev: VersionEvidence) -> Check:
+    status = ev.tags.get(names.TAG_STATUS, "")
+    if status in policy.statuses:
+        return _ok("status", f"Explanation status {status!r} is accepted.")
+    why = f" ({ev.tags[names.TAG_ERROR]})" if ev.tags.get(names.TAG_ERROR) else ""
+    return Check("status", "fail",
+                 f"Explanation status check failed: {ev.uri} has lexflow.status = {status!r}{why}, "
+                 f"accepted = {', '.join(policy.statuses)}.")
+
+
+def _lexflow_version(policy: Policy, doc: Mapping[str, Any]) -> Check:
+    written = str(doc.get("lexflow_version", ""))
+    if policy.lexflow_version is None:
+        return _ok("lexflow_version", f"Written by lexflow {written} (any version accepted).")
+    from packaging.specifiers import SpecifierSet
+    from packaging.version import InvalidVersion, Version
+
+    try:
+        ok = Version(written) in SpecifierSet(policy.lexflow_version)
+    except InvalidVersion:
+        ok = False
+    if ok:
+        return _ok("lexflow_version", f"Written by lexflow {written}, within {policy.lexflow_version}.")
+    return Check("lexflow_version", "fail",
+                 f"lexflow version check failed: explanation written by lexflow {written!r}, "
+                 f"required {policy.lexflow_version}.")
+
+
+def _iso(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).isoformat(timespec="seconds")
+
+
+def _newer(ev: VersionEvidence) -> Check:
+    if ev.run_start_ms is not None and ev.run_start_ms >= ev.version_created_ms:
+        return _ok("newer_than_version", "The explanation run started after the version was created.")
+    started = _iso(ev.run_start_ms) if ev.run_start_ms is not None else "unknown"
+    return Check("newer_than_version", "fail",
+                 f"Freshness check failed: explanation run {ev.tags.get(names.TAG_RUN_ID)} started "
+                 f"{started}, before {ev.uri} was created ({_iso(ev.version_created_ms)}). "
+                 f"Explain this version again.")
+
+
+def _fraction(policy: Policy, doc: Mapping[str, Any]) -> Check:
+    latents = doc.get("latents") or []
+    if policy.explainable_fraction_of == "active":
+        pool = [r for r in latents if r.get("status") != "inactive"]
+    else:
+        pool = list(latents)
+    value = sum(bool(r.get("explainable")) for r in pool) / len(pool) if pool else 0.0
+    need = float(policy.min_explainable_fraction or 0.0)
+    label = f"explainable_fraction (of {policy.explainable_fraction_of} latents)"
+    if value >= need:
+        return _ok("explainable_fraction", f"{label} = {value:.3f} >= {need}.")
+    return Check("explainable_fraction", "fail",
+                 f"Metric {label} threshold check failed: candidate model explainable_fraction = "
+                 f"{value:.3f}, explainable_fraction threshold = {need}.")
+
+
+def _certainty(policy: Policy, doc: Mapping[str, Any]) -> Check:
+    value = float((doc.get("summary") or {}).get("mean_certainty", 0.0))
+    need = float(policy.min_mean_certainty or 0.0)
+    if value >= need:
+        return _ok("mean_certainty", f"mean_certainty = {value:.3f} >= {need}.")
+    return Check("mean_certainty", "fail",
+                 f"Metric mean_certainty threshold check failed: candidate model mean_certainty = "
+                 f"{value:.3f}, mean_certainty threshold = {need}.")
+
+
+def _explainer(policy: Policy, doc: Mapping[str, Any]) -> list[Check]:
+    info = doc.get("explainer") or {}
+    uri = str(info.get("uri", ""))
+    is_mllm = bool(info.get("is_mllm"))
+    p = policy.explainer
+    out: list[Check] = []
+    if p.require_mllm and not is_mllm:
+        out.append(Check("explainer.require_mllm", "fail",
+                         f"Explainer check failed: explainer {uri!r} is not a multimodal LLM; "
+                         f"the policy requires one (explainer.require_mllm)."))
+    denied = [pat for pat in p.deny if fnmatch.fnmatchcase(uri, pat)]
+    if denied:
+        out.append(Check("explainer.deny", "fail",
+                         f"Explainer check failed: explainer {uri!r} matches denied pattern "
+                         f"{denied[0]!r}."))
+    if p.allow and not any(fnmatch.fnmatchcase(uri, pat) for pat in p.allow):
+        out.append(Check("explainer.allow", "fail",
+                         f"Explainer check failed: explainer {uri!r} matches none of the allowed "
+                         f"patterns {', '.join(p.allow)}."))
+    return out or [_ok("explainer", f"Explainer {uri!r} is accepted.")]
+
+
+def term_pattern(term: str) -> re.Pattern[str]:
+    """A case-insensitive match of ``term`` on word boundaries (whitespace inside is flexible)."""
+    words = [re.escape(w) for w in term.split()]
+    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+
+
+def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -> list[Check]:
+    r = policy.review
+    if not r.terms:
+        return []
+    texts: list[tuple[str, str]] = []  # (label, text)
+    for rec in doc.get("latents") or []:
+        text = " ".join(t for t in (rec.get("name"), rec.get("explanation")) if t)
+        if text:
+            texts.append((str(rec.get("label", rec.get("index"))), text))
+    patterns = [(t, term_pattern(t)) for t in r.terms]
+    hits: dict[str, list[str]] = {}
+    for label, text in texts:
+        found = [t for t, pat in patterns if pat.search(text)]
+        if found:
+            hits[label] = [repr(t) for t in found]
+    if embedder is not None and texts:
+        sims = embedder([t for _, t in texts], list(r.terms))
+        for (label, _), row in zip(texts, sims, strict=True):
+            for term, s in zip(r.terms, row, strict=True):
+                if float(s) >= r.semantic_threshold and repr(term) not in hits.get(label, []):
+                    hits.setdefault(label, []).append(f"{term!r} (similarity {float(s):.2f})")
+    out: list[Check] = []
+    by_label = dict(texts)
+    for label, found in hits.items():
+        shown = by_label[label] if len(by_label[label]) <= 200 else by_label[label][:199] + "…"
+        out.append(Check(f"review.latent_{label}", r.action,
+                         f"Review check {'failed' if r.action == 'fail' else 'warning'}: latent "
+                         f"{label} touches {', '.join(found)}: {shown!r}."))
+    return out or [_ok("review", f"No explanation touches the {len(r.terms)} review term(s).")]
