@@ -1,7 +1,7 @@
 """How much concurrency and the answer cache buy: 10 latents x 5 samples against a loopback
 OpenAI-compatible server that takes 300 ms per call (the official SDK on real HTTP).
 
-Measures the wall time with concurrency 1, the default (8) and 16, and a second identical run
+Measures the wall time with concurrency 1, the default (16) and 32, and a second identical run
 (served from the cache: zero calls). Run: ``.venv/bin/python benchmarks/mllm_concurrency.py``.
 """
 
@@ -59,7 +59,7 @@ def main() -> None:
         timed(server, reqs[:1], "none", concurrency=1)  # warm up: SDK import, first connection
         serial, n1 = timed(server, reqs, "none", concurrency=1)
         concurrent, n8 = timed(server, reqs, os.path.join(tmp, "cache"), concurrency=default)
-        wide, n16 = timed(server, reqs, "none", concurrency=16)
+        wide, n16 = timed(server, reqs, "none", concurrency=32)
         rerun, n0 = timed(server, reqs, os.path.join(tmp, "cache"), concurrency=default)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
           f"Python {platform.python_version()}, {platform.system()} {platform.release()}")

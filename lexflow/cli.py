@@ -5,6 +5,7 @@ Exit codes: 0 success, 1 a failure while running, 2 bad input (options, URI, mod
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Any
@@ -94,7 +95,7 @@ def explain_options(f: Any) -> Any:
                      help="auto (CUDA when present), cpu, cuda, cuda:N."),
         click.option("--batch-size", default=256, show_default=True, type=int,
                      help="Codes decoded per forward call."),
-        click.option("--concurrency", default=8, show_default=True, type=int,
+        click.option("--concurrency", default=16, show_default=True, type=int,
                      help="Explainer requests in flight at once (MLLM explainers)."),
         click.option("--timeout", default=60.0, show_default=True, type=float,
                      help="Seconds per explainer call before retry/failure."),
@@ -175,7 +176,9 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             plan = plan_run(model_uri, config, progress=not no_progress)
             click.echo(json.dumps(plan.to_dict()) if as_json else plan.text())
             return
-        result = run_explain(model_uri, config, progress=not no_progress, experiment=experiment)
+        # MLflow prints "View run ..." links on stdout when a run ends: keep stdout pure JSON.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            result = run_explain(model_uri, config, progress=not no_progress, experiment=experiment)
     except LexflowError as exc:
         _fail(exc, as_json)
         return

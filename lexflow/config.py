@@ -95,7 +95,7 @@ class ExplainConfig:
     seed: int = 0
     device: str = "auto"
     batch_size: int = 256
-    concurrency: int = 8
+    concurrency: int = 16
     timeout: float = 60.0
     certainty: str = "bow"
     grounding: bool = False

@@ -167,8 +167,9 @@ def _resolve_logged_model(c: Any, uri: str, model_id: str) -> ResolvedModel:
         c.get_logged_model(model_id)
     except MlflowException as exc:
         raise ModelNotFoundError(f"No logged model with id {model_id!r} ({uri}).") from exc
+    # MLflow 3 stores the link in the version's source ("models:/m-<id>"); model_id may be None.
     for mv in c.search_model_versions(max_results=10_000):
-        if getattr(mv, "model_id", None) == model_id:
+        if getattr(mv, "model_id", None) == model_id or mv.source == f"models:/{model_id}":
             return ResolvedModel(uri, uri, mv.name, str(mv.version))
     return ResolvedModel(uri, uri, None, None)
 

@@ -28,7 +28,8 @@ def named_factors(explanation: str | None) -> list[str]:
 @dataclass(frozen=True)
 class FactorRow:
     latent: int
-    active: bool
+    active: bool  # the encoder uses it (posterior-mean variance above the collapse threshold)
+    visible: bool  # its traversal changes the decoded images (lexflow's evidence)
     true_factor: str
     factor_score: float
     explanation: str | None
@@ -60,13 +61,15 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
     )
     rows = []
     for i in indices:
-        active = measured[i].evidence.active
-        c = consensus(responses[i].answers, threshold=config.threshold) if active else None
+        visible = measured[i].evidence.active
+        active = bool(fmap[i]["active"])
+        c = consensus(responses[i].answers, threshold=config.threshold) if visible else None
         explanation = c.explanation if c else None
         rows.append(
             FactorRow(
                 latent=i,
                 active=active,
+                visible=visible,
                 true_factor=fmap[i]["factor"],
                 factor_score=fmap[i]["score"],
                 explanation=explanation,
@@ -78,5 +81,14 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
 
 
 def accuracy(rows: list[FactorRow]) -> float:
+    """Fraction of active latents (ones the encoder uses, so they track a factor at all) whose
+    explanation names the tracked factor. A collapsed latent has no factor to name; the check for
+    those is that they get no explanation (:func:`collapsed_abstained`)."""
     active = [r for r in rows if r.active]
     return sum(r.correct for r in active) / len(active) if active else 0.0
+
+
+def collapsed_abstained(rows: list[FactorRow]) -> tuple[int, int]:
+    """(collapsed latents reported 'No clear explanation', collapsed latents)."""
+    collapsed = [r for r in rows if not r.active]
+    return sum(r.explanation is None for r in collapsed), len(collapsed)
