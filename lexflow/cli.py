@@ -13,7 +13,22 @@ from typing import Any
 import click
 
 from lexflow.config import BIASES, ExplainConfig, parse_latents
-from lexflow.errors import LexflowError
+from lexflow.errors import ConfigError, LexflowError
+
+
+def parse_threshold(value: str, certainty: str) -> float:
+    """A number, or ``calibrated:<file>`` written by ``lexflow calibrate --out <file>``."""
+    if value.startswith("calibrated:"):
+        from lexflow.calibration import load_threshold
+
+        return load_threshold(value.split(":", 1)[1], certainty=certainty)
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(
+            f"threshold must be a number in [0, 1] or calibrated:<file from lexflow calibrate>; "
+            f"got {value!r}."
+        ) from None
 
 
 def _fail(exc: LexflowError, as_json: bool) -> None:
@@ -87,8 +102,9 @@ def explain_options(f: Any) -> Any:
                      help="'all', a list like 0,3,5 or a range like 0-4."),
         click.option("--bias", default="auto", show_default=True, type=click.Choice(BIASES),
                      help="Inductive bias (auto reads the model's lexflow metadata)."),
-        click.option("--threshold", default=0.5, show_default=True, type=float,
-                     help="Certainty below which the answer is 'No clear explanation'."),
+        click.option("--threshold", default="0.5", show_default=True,
+                     help="Certainty below which the answer is 'No clear explanation'; or calibrated:<file> "
+                          "written by `lexflow calibrate --out`."),
         click.option("--seed", default=0, show_default=True, type=int,
                      help="Seed of the base samples."),
         click.option("--device", default="auto", show_default=True,
@@ -150,7 +166,7 @@ def _explainer_extras(items: tuple[str, ...]) -> dict[str, str]:
               help="Explain only the K most active latents (by measured change); the other active "
                    "ones are recorded as skipped. 0: all.")
 def explain(model_uri: str, explainer: str, samples: int, steps: int, span: float, rows: int,
-            latents: str, bias: str, threshold: float, seed: int, device: str, batch_size: int,
+            latents: str, bias: str, threshold: str, seed: int, device: str, batch_size: int,
             concurrency: int, timeout: float, certainty: str, grounding: bool, cache: str | None,
             experiment: str | None, as_json: bool, no_progress: bool,
             explainer_option: tuple[str, ...] = (), dry_run: bool = False,
@@ -163,7 +179,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     try:
         config = ExplainConfig(
             explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
-            latents=parse_latents(latents), bias=bias, threshold=threshold, seed=seed,
+            latents=parse_latents(latents), bias=bias,
+            threshold=parse_threshold(threshold, certainty), seed=seed,
             device=device, batch_size=batch_size, concurrency=concurrency, timeout=timeout,
             certainty=certainty, grounding=grounding, cache=cache,
             extra=_explainer_extras(explainer_option), top_k=top_k or None,

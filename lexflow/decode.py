@@ -86,7 +86,9 @@ class BatchDecoder:
                 f"decode() changed image shape between batches: {self.image_shape} then "
                 f"{tuple(raw.shape[1:])}."
             )
-        if not np.isfinite(raw).all():
+        # One reduction instead of a full boolean mask; a sum can only be non-finite if some
+        # value is (or the images are astronomically large, which the full check then sorts out).
+        if not np.isfinite(raw.sum(dtype=np.float64)) and not np.isfinite(raw).all():
             bad = int((~np.isfinite(raw)).reshape(n, -1).any(axis=1).sum())
             raise DecodeError(
                 f"decode() returned NaN or Inf for {bad} of {n} codes. The decoder is unstable "
@@ -116,10 +118,11 @@ class BatchDecoder:
             img = raw[:, :3] if raw.shape[1] == 4 else raw
             if (lo, hi) != (0.0, 1.0):
                 img = (img - lo) / (hi - lo)
-            outs.append(np.clip(img, 0.0, 1.0, out=img if img is not raw else None))
+            # Adapters hand over arrays they own, so normalise in place.
+            outs.append(np.clip(img, 0.0, 1.0, out=img))
             if self.on_batch:
                 self.on_batch(len(chunk))
-        return np.concatenate(outs, axis=0)
+        return outs[0] if len(outs) == 1 else np.concatenate(outs, axis=0)
 
 
 def decode_traversals(

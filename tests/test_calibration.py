@@ -255,3 +255,22 @@ def test_semantic_certainty_can_be_calibrated(monkeypatch: pytest.MonkeyPatch) -
     items += [LabelledLatent(f"u{i}", a, False) for i, a in enumerate(unclear)]
     result = calibrate(items, certainty="semantic", holdout=0.5, seed=0)
     assert result.certainty == "semantic" and result.heldout.auroc == 1.0
+
+
+def test_explain_takes_a_calibrated_threshold_file(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import json as _json
+
+    import pytest as _pytest
+
+    from lexflow.calibration import SCHEMA
+    from lexflow.cli import parse_threshold
+    from lexflow.errors import ConfigError
+
+    path = tmp_path / "calibration.json"
+    path.write_text(_json.dumps({"schema": SCHEMA, "threshold": 0.37, "certainty": "bow"}))
+    assert parse_threshold(f"calibrated:{path}", "bow") == 0.37
+    assert parse_threshold("0.6", "bow") == 0.6
+    with _pytest.raises(ConfigError, match="calibrated for certainty='bow'"):
+        parse_threshold(f"calibrated:{path}", "semantic")
+    with _pytest.raises(ConfigError, match="number in \\[0, 1\\] or calibrated"):
+        parse_threshold("high", "bow")

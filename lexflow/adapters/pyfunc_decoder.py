@@ -59,4 +59,4 @@ class PyfuncDecoderAdapter:
         out = self.model.predict(z.astype(np.float32))
         if hasattr(out, "to_numpy"):
             out = out.to_numpy()
-        return np.asarray(out, dtype=np.float32)
+        return np.array(out, dtype=np.float32)  # a copy: lexflow normalises it in place
