@@ -264,7 +264,7 @@ def explain(
     model = tracking.resolve(model_uri)
     with tempfile.TemporaryDirectory(prefix="lexflow-") as tmp:
         local, info = tracking.download(model, tmp)
-        decoder = load_decoder(local, adapter_info(info), device=config.device)
+        decoder = load_decoder(local, info, device=config.device)
         bias, condition = resolve_bias(config.bias, info, condition=config.edit_prompt or None)
         from lexflow.perturb import plan_for
 
@@ -318,16 +318,6 @@ def explain(
                     raise TrackingError(_lost_server_message(run.run_id, back, wait)) from exc
                 raise
     return result
-
-
-def adapter_info(info: ModelInfo) -> ModelInfo:
-    """The model as the adapter registry should see it: a model whose ``lexflow`` metadata names
-    an ``adapter`` (lexflow.log_diffusers writes ``diffusers_pipeline``) is loaded by that adapter,
-    and an ``mlflow.diffusers`` model by the ``diffusers`` adapter, not as a plain pyfunc."""
-    chosen = info.metadata.get("adapter")
-    if not chosen and "diffusers" in info.flavors:
-        chosen = "diffusers"
-    return ModelInfo((str(chosen),), info.metadata) if chosen else info
 
 
 def _item_info(plan: Any, indices: Sequence[int]

@@ -98,6 +98,12 @@ def _adapter_classes() -> dict[str, Any]:
 def load_decoder(local_dir: str, info: ModelInfo, *, device: str) -> Decoder:
     """Build the decoder for a model downloaded to ``local_dir``, choosing the flavor."""
     available = _adapter_classes()
+    # A model whose lexflow metadata names an adapter (lexflow.log_diffusers writes
+    # "diffusers_pipeline") is loaded by that adapter, and an mlflow.diffusers model by the
+    # "diffusers" adapter, not as a plain pyfunc.
+    chosen = info.metadata.get("adapter") or ("diffusers" if "diffusers" in info.flavors else None)
+    if chosen:
+        info = ModelInfo((str(chosen),), info.metadata)
     order = [f for f in FLAVOR_PREFERENCE if f in info.flavors]
     order += [f for f in info.flavors if f not in order and f in available]
     for flavor in order:
