@@ -50,6 +50,18 @@ log = logging.getLogger("lexflow.explainers")
 T = TypeVar("T")
 
 PROMPT_VERSION = 1  # part of every cache key: bump when the prompt or answer reading changes
+def coerce_option(default: Any, value: Any) -> Any:
+    """An explainer option given as text (``-o key=value``, MLproject) turned into the type of its
+    default; raises TypeError/ValueError when it does not convert."""
+    if isinstance(default, bool):
+        return value if isinstance(value, bool) else str(value).lower() in ("1", "true", "yes", "on")
+    if isinstance(default, int):
+        return int(value)
+    if isinstance(default, float):
+        return float(value)
+    return str(value)
+
+
 @dataclass(frozen=True)
 class MLLMOptions:
     """Options every MLLM explainer takes (the pipeline's, plus ``--explainer-option`` extras).
@@ -94,15 +106,10 @@ class MLLMOptions:
             if k not in known or v is None:
                 continue
             default = known[k].default
+            if k in ("price_input", "price_output"):  # default None, but a number when given
+                default = 0.0
             try:
-                if isinstance(default, bool):
-                    values[k] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    values[k] = int(v)
-                elif isinstance(default, float) or k in ("price_input", "price_output"):
-                    values[k] = float(v)
-                else:
-                    values[k] = str(v)
+                values[k] = coerce_option(default, v)
             except (TypeError, ValueError):
                 problems.append(f"option {k!r} must be a {type(default).__name__}; got {v!r}")
         opts = cls(**values) if not problems else cls()

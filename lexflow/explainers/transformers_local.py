@@ -33,6 +33,7 @@ from typing import Any, ClassVar
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.explainers.mllm import coerce_option
 from lexflow.explainers.prompts import Prompt, build_prompt, get_bias, load_biases
 
 EXTRA = "transformers"
@@ -81,14 +82,7 @@ class TransformersOptions:
                 continue
             default = known[k].default
             try:
-                if isinstance(default, bool):
-                    values[k] = v if isinstance(v, bool) else str(v).lower() in ("1", "true", "yes", "on")
-                elif isinstance(default, int):
-                    values[k] = int(v)
-                elif isinstance(default, float):
-                    values[k] = float(v)
-                else:
-                    values[k] = str(v)
+                values[k] = coerce_option(default, v)
             except (TypeError, ValueError):
                 problems.append(f"option {k!r} must be a {type(default).__name__}; got {v!r}")
         opts = cls(**values)
