@@ -410,25 +410,26 @@ def load_threshold(path: str | Path, *, certainty: str | None = None) -> float:
 
 def log_run(result: Calibration, labels_path: str, experiment: str) -> str:
     """Record the calibration as an MLflow run (params, held-out metrics, the file); its id."""
-    import mlflow
+    from lexflow.tracking import registry, runs
 
     try:
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name="lexflow calibrate") as run:
-            mlflow.set_tag(RUN_TAG_KIND, "calibration")
-            mlflow.log_params({"certainty": result.certainty, "holdout": result.holdout,
-                               "seed": result.seed, "labels": labels_path, "objective": "balanced_accuracy"})
+        with runs.open_run(experiment, run_name="lexflow calibrate") as run:
+            c = registry.client()
+            runs.set_run_tags(run.run_id, {RUN_TAG_KIND: "calibration"})
+            runs.log_params(run.run_id, {
+                "certainty": str(result.certainty), "holdout": str(result.holdout),
+                "seed": str(result.seed), "labels": labels_path, "objective": "balanced_accuracy"})
             metrics = {"threshold": result.threshold, "n_calibration": result.calibration.n,
                        "n_heldout": result.heldout.n,
                        "calibration_balanced_accuracy": result.calibration.balanced_accuracy}
             for k, v in asdict(result.heldout).items():
                 if k not in ("n", "positives") and v is not None:
                     metrics[f"heldout_{k}"] = float(v)
-            mlflow.log_metrics(metrics)
-            mlflow.log_dict(result.to_dict(), "lexflow/calibration.json")
-            return str(run.info.run_id)
+            runs.log_metrics(run.run_id, metrics)
+            c.log_dict(run.run_id, result.to_dict(), "lexflow/calibration.json")
+            return run.run_id
     except Exception as exc:  # MlflowException or a connection error: say where it went wrong
-        raise TrackingError(f"Could not log the calibration to {mlflow.get_tracking_uri()}: {exc}") from exc
+        raise TrackingError(f"Could not log the calibration to {registry.tracking_uri()}: {exc}") from exc
 
 
 # --- the command ----------------------------------------------------------------------------------

@@ -84,6 +84,10 @@ def certainty_metric(index: int, latent_dim: int) -> str:
 DESCRIPTION_BEGIN = "<!-- lexflow:begin (this section is written by lexflow; edits are replaced) -->"
 DESCRIPTION_END = "<!-- lexflow:end -->"
 
+# --- entry-point groups third parties register under (lexflow.plugins loads them) ---
+EP_EXPLAINERS = "lexflow.explainers"  # explainer backends, by URI scheme
+EP_ADAPTERS = "lexflow.adapters"  # model-flavor adapters, by flavor name
+
 # --- metadata key in the MLmodel file ---
 METADATA_KEY = "lexflow"
 

@@ -43,8 +43,8 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
     from lexflow.config import ExplainConfig
     from lexflow.demo import shapes
     from lexflow.demo.train import factor_map, load_or_train
+    from lexflow.engine import explain_measured, latent_prepared, measure_latents
     from lexflow.explainers import get_explainer
-    from lexflow.pipeline import measure_latents, run_explainer
     from lexflow.uncertainty import consensus
 
     model = load_or_train(progress=False)
@@ -53,12 +53,10 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
     decoder = PyTorchVAEAdapter(model, device="cpu")
     d = decoder.latent_dim
     indices = tuple(range(d))
-    measured, _, values = measure_latents(
+    measured, _, _ = measure_latents(
         decoder, config, indices, bias="disentanglement", output_range=(0.0, 1.0), progress=False
     )
-    responses = run_explainer(
-        get_explainer("measure"), measured, values, d, config, "disentanglement", None, None, progress=False
-    )
+    responses = explain_measured(get_explainer("measure"), measured, latent_prepared(d, config), config)
     rows = []
     for i in indices:
         visible = measured[i].evidence.active

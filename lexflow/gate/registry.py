@@ -1,5 +1,5 @@
 """Every MLflow call the gate makes: read a version's lexflow tags and explanation, record the
-verdict as version tags, and move an alias. URI resolution reuses :func:`lexflow.tracking.resolve`.
+verdict as version tags, and move an alias. URI resolution reuses :func:`lexflow.tracking.registry.resolve`.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import os
 import tempfile
 from typing import Any
 
-from lexflow import names, tracking
+from lexflow import names
 from lexflow.errors import TrackingError
 from lexflow.gate.checks import GateResult, VersionEvidence
 from lexflow.gate.errors import ForeignSchemaError, NotExplainedError, StaleExplanationError
 from lexflow.record import bounded
+from lexflow.tracking import registry as tracking
 
 _FINISHED = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 

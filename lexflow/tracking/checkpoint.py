@@ -16,7 +16,7 @@ resumes the unfinished run instead of starting a new one, when that run is not a
   ``LEXFLOW_RESUME_STALE_S`` seconds (default 600).
 
 A run whose owner is alive is never resumed: the new run starts afresh and takes the version over
-(see the tag protocol in :mod:`lexflow.tracking`).
+(see the tag protocol in :mod:`lexflow.tracking.tags`).
 """
 
 from __future__ import annotations
@@ -29,19 +29,22 @@ import socket
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any
 
-from lexflow import names, tracking
+from lexflow import names
 from lexflow.config import ExplainConfig
-from lexflow.evidence import Evidence, PropertyChange
+from lexflow.engine import Restored
 from lexflow.explainers.base import ExplainResponse
+from lexflow.stages.evidence import Evidence, PropertyChange
+from lexflow.tracking.registry import ResolvedModel
+from lexflow.tracking.runs import download_run_json, log_json_artifact, run_info, set_run_tags
+from lexflow.tracking.tags import version_tags_of
 
 # Options that change how fast a run goes, not what it computes: not part of the key.
 _NOT_IN_KEY = ("device", "batch_size", "concurrency", "timeout", "cache")
 
 
-def config_key(model: tracking.ResolvedModel, config: ExplainConfig) -> str:
+def config_key(model: ResolvedModel, config: ExplainConfig) -> str:
     """A short hash of what a run computes: the pinned model, the options, the lexflow version."""
     from lexflow._version import __version__
 
@@ -77,17 +80,17 @@ def _owner_alive(owner: str | None, heartbeat: str | None, stale_s: float) -> bo
         return False
 
 
-def find_resumable(model: tracking.ResolvedModel, key: str) -> str | None:
+def find_resumable(model: ResolvedModel, key: str) -> str | None:
     """The id of an unfinished, ownerless run of this version with the same key, or None."""
     if os.environ.get(names.ENV_RUN_ID):
         return None  # mlflow run chose the run; Checkpoint.load checks its key
     if not (model.name and model.version):
         return None
-    tags = tracking.version_tags_of(model.name, model.version)
+    tags = version_tags_of(model.name, model.version)
     run_id = tags.get(names.TAG_RUN_ID)
     if not run_id or tags.get(names.TAG_STATUS) not in (names.STATUS_RUNNING, names.STATUS_FAILED):
         return None
-    info = tracking.run_info(run_id)
+    info = run_info(run_id)
     if info is None or info["status"] == "FINISHED" or info["deleted"]:
         return None
     run_tags = info["tags"]
@@ -123,26 +126,6 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
 
-@dataclass
-class Restored:
-    """What an earlier attempt of this run finished, keyed by latent index.
-
-    Attributes:
-        measured: index -> (evidence, grid PNG).
-        comparisons: index -> (partner, evidence, grid PNG) of the disentanglement comparison row.
-        responses: index -> the explainer's response.
-        output_range: the decoder's pixel range the first attempt used (kept for the rest).
-    """
-
-    measured: dict[int, tuple[Evidence, bytes]] = field(default_factory=dict)
-    comparisons: dict[int, tuple[int, Evidence, bytes]] = field(default_factory=dict)
-    responses: dict[int, ExplainResponse] = field(default_factory=dict)
-    output_range: tuple[float, float] | None = None
-
-    def __len__(self) -> int:
-        return len(self.measured) + len(self.comparisons) + len(self.responses)
-
-
 class Checkpoint:
     """Saves per-latent results of one run under ``lexflow/partial/`` as they finish.
 
@@ -162,14 +145,15 @@ class Checkpoint:
         self._lock = threading.Lock()
         self.saved = 0  # records uploaded by this process
         self.output_range: tuple[float, float] | None = None  # the decoder's, once known
+        self.restored = Restored()  # what earlier attempts saved (filled by load)
 
     def load(self) -> Restored:
         """Everything earlier attempts of this run saved (empty when the key differs)."""
         out = Restored()
-        info = tracking.run_info(self.run_id)
+        info = run_info(self.run_id)
         if info is None or info["tags"].get(names.RUN_TAG_CONFIG_KEY) not in (None, self.key):
             return out
-        files = tracking.download_run_json(self.run_id, names.PARTIAL_DIR)
+        files = download_run_json(self.run_id, names.PARTIAL_DIR)
         for _, doc in sorted(files.items()):
             if doc.get("key") != self.key:
                 continue
@@ -187,6 +171,7 @@ class Checkpoint:
                     calls=int(r["calls"]), input_tokens=int(r["input_tokens"]),
                     output_tokens=int(r["output_tokens"]), cost_usd=float(r["cost_usd"]))
         self._seq = len(files)
+        self.restored = out
         return out
 
     def add_measured(self, index: int, evidence: Evidence, grid: bytes) -> None:
@@ -218,7 +203,7 @@ class Checkpoint:
             doc = {"key": self.key, "output_range": self.output_range, **self._buffer}
             self._seq += 1
             name = f"{self._seq:06d}-{uuid.uuid4().hex[:8]}.json"
-            tracking.log_json_artifact(self.run_id, f"{names.PARTIAL_DIR}/{name}", doc)
-            tracking.set_run_tags(self.run_id, {names.RUN_TAG_HEARTBEAT: f"{time.time():.0f}"})
+            log_json_artifact(self.run_id, f"{names.PARTIAL_DIR}/{name}", doc)
+            set_run_tags(self.run_id, {names.RUN_TAG_HEARTBEAT: f"{time.time():.0f}"})
             self._buffer = {"measured": {}, "comparison": {}, "response": {}}
             self.saved += count

@@ -9,11 +9,68 @@ the same traversal of z_i with another latent z_j clamped to a different value.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
+from lexflow.adapters.base import PlannedDecoder
 from lexflow.config import ExplainConfig
+
+# Units of a plan's column values (what ExplainRequest.unit and the prompts say).
+UNIT_PRIOR_STD = "prior std"
+UNIT_GUIDANCE_STEPS = "guidance steps"
+UNIT_DIRECTION_MULTIPLE = "multiples of the attribute direction"
+
+
+class Plan(Protocol):
+    """What every traversal plan provides: which codes to decode for item ``index``.
+
+    Attributes:
+        kind: what an index names (``latent``, ``group``, ``attribute``, ``direction``).
+        unit: the unit of ``values`` (UNIT_PRIOR_STD, UNIT_GUIDANCE_STEPS,
+            UNIT_DIRECTION_MULTIPLE).
+        values: the columns' values, increasing; items: how many items there are;
+        rows: base samples (grid rows); steps: len(values).
+        names: a name per item, or None; condition: the condition all items share, or None;
+        members: the latents each item moves (None when an item is one latent or a direction);
+        conditions: a condition per item (CSVAE attributes), or None.
+    """
+
+    @property
+    def kind(self) -> str: ...
+
+    @property
+    def unit(self) -> str: ...
+
+    @property
+    def values(self) -> tuple[float, ...]: ...
+
+    @property
+    def items(self) -> int: ...
+
+    @property
+    def rows(self) -> int: ...
+
+    @property
+    def steps(self) -> int: ...
+
+    @property
+    def names(self) -> tuple[str, ...] | None: ...
+
+    @property
+    def condition(self) -> str | None: ...
+
+    @property
+    def members(self) -> tuple[tuple[int, ...], ...] | None: ...
+
+    @property
+    def conditions(self) -> tuple[str, ...] | None: ...
+
+    def codes(self, index: int) -> np.ndarray: ...
+
+    def comparison_codes(self, index: int, partner: int) -> np.ndarray: ...
+
+    def describe(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True)
@@ -31,9 +88,11 @@ class TraversalPlan:
     base_codes: np.ndarray
     # What an explained item is (see VectorPlan and lexflow.diffusion.guidance.DirectionPlan).
     kind: ClassVar[str] = "latent"
-    unit: ClassVar[str] = "prior std"
+    unit: ClassVar[str] = UNIT_PRIOR_STD
     names: ClassVar[tuple[str, ...] | None] = None
     condition: ClassVar[str | None] = None
+    members: ClassVar[tuple[tuple[int, ...], ...] | None] = None
+    conditions: ClassVar[tuple[str, ...] | None] = None
 
     @property
     def items(self) -> int:
@@ -178,7 +237,7 @@ def group_plan(latent_dim: int, groups: Any, config: ExplainConfig,
     vectors = np.zeros((len(groups), latent_dim), np.float32)
     for g, members in enumerate(groups):
         vectors[g, list(members)] = 1.0
-    return VectorPlan("group", "prior std", latent_dim, tuple(config.frame_values()),
+    return VectorPlan("group", UNIT_PRIOR_STD, latent_dim, tuple(config.frame_values()),
                       _base_codes(latent_dim, config), vectors,
                       tuple(tuple(int(i) for i in g) for g in groups),
                       tuple(str(n) for n in names) if names else None)
@@ -207,17 +266,17 @@ def attribute_plan(latent_dim: int, attributes: Any, config: ExplainConfig,
     n = config.steps
     values = tuple(span * k / (n - 1) for k in range(n))
     members = tuple(tuple(int(i) for i in np.flatnonzero(v)) for v in vectors)
-    return VectorPlan("attribute", "multiples of the attribute direction", latent_dim, values,
+    return VectorPlan("attribute", UNIT_DIRECTION_MULTIPLE, latent_dim, values,
                       _base_codes(latent_dim, config), vectors, members, labels,
                       tuple(f"attribute label {label!r} (y = 1)" for label in labels))
 
 
-def plan_for(decoder: Any, metadata: dict[str, Any], config: ExplainConfig, bias: str) -> Any:
+def plan_for(decoder: Any, metadata: dict[str, Any], config: ExplainConfig, bias: str) -> Plan:
     """The plan for a model: its own (diffusion directions), groups (combination bias),
     attribute directions (conditional bias with metadata ``attributes``), or one latent at a time."""
-    make = getattr(decoder, "traversal_plan", None)
-    if callable(make):
-        return make(config)
+    if isinstance(decoder, PlannedDecoder):
+        plan: Plan = decoder.traversal_plan(config)
+        return plan
     if bias == "combination":
         return group_plan(decoder.latent_dim, metadata.get("groups"), config,
                           metadata.get("group_names"))
