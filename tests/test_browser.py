@@ -100,11 +100,11 @@ def _pwned(driver: Any) -> Any:
 
 def test_explanations_are_visible_and_inert(tracking: str, no_progress: None, browser: Any,
                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from lexflow.pipeline import explain
     from mlflow import MlflowClient
 
     from lexflow import plugins
     from lexflow.config import ExplainConfig
-    from lexflow.pipeline import explain
 
     monkeypatch.setitem(plugins.BUILTIN[plugins.EXPLAINER_GROUP], "evil", f"{__name__}:EvilExplainer")
     name = unique("browser-blob")

@@ -13,13 +13,13 @@ from models.blob import BlobDecoder, NoDecode, WrongShape
 from lexflow import names
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
 from lexflow.config import ExplainConfig, parse_latents
-from lexflow.decode import BatchDecoder, decode_traversals, detect_range
 from lexflow.errors import ConfigError, DecodeError, ModelContractError
-from lexflow.evidence import measure_traversal
 from lexflow.explainers import get_explainer
 from lexflow.explainers.base import ExplainRequest
 from lexflow.explainers.measure import row_answers
-from lexflow.perturb import TraversalPlan
+from lexflow.stages.decode import BatchDecoder, decode_traversals, detect_range
+from lexflow.stages.evidence import measure_traversal
+from lexflow.stages.plan import TraversalPlan
 from lexflow.uncertainty import bow_similarity, consensus
 
 

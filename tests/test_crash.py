@@ -131,23 +131,24 @@ def test_sigkill_midway_then_rerun_finishes_the_same_run_without_repeating_work(
 
 def _uninterrupted_reference() -> dict[int, dict[str, Any]]:
     """The same explanation computed in this process without MLflow (same options and seed)."""
-    from lexflow import pipeline
+    from lexflow import engine
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
+    from lexflow.engine import explain_measured, latent_prepared, latent_result
     from lexflow.explainers import get_explainer
+    from lexflow.tracking.job import explainer_options
 
     config = ExplainConfig(rows=ROWS, steps=STEPS, batch_size=ROWS * STEPS, cache="none")
     decoder = PyTorchVAEAdapter(CountingBlob(latent_dim=DIM, steps=STEPS), device="cpu")
     indices = tuple(range(DIM))
-    measured, _, values = pipeline.measure_latents(decoder, config, indices,
+    measured, _, _ = engine.measure_latents(decoder, config, indices,
                                                    bias="disentanglement", output_range=None,
                                                    progress=False)
-    explainer = get_explainer("measure", pipeline.explainer_options(config))
-    responses = pipeline.run_explainer(explainer, measured, values, DIM, config,
-                                       "disentanglement", None, None, progress=False)
+    explainer = get_explainer("measure", explainer_options(config))
+    responses = explain_measured(explainer, measured, latent_prepared(DIM, config), config)
     out = {}
     for i in indices:
-        r = pipeline._latent_result(i, DIM, measured[i], responses.get(i), config.threshold, None)
+        r = latent_result(i, latent_prepared(DIM, config), measured[i], responses.get(i), config.threshold)
         out[i] = {"total_change": measured[i].evidence.total_change,
                   "explanation": r.explanation, "status": r.status}
     return out

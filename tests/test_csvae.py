@@ -19,7 +19,7 @@ import lexflow  # noqa: E402
 from lexflow import csvae  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.errors import ConfigError, ModelContractError  # noqa: E402
-from lexflow.perturb import attribute_plan, group_plan  # noqa: E402
+from lexflow.stages.plan import attribute_plan, group_plan  # noqa: E402
 
 
 def labelled_blobs(n: int = 200) -> tuple[Any, np.ndarray]:

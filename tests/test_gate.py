@@ -160,8 +160,9 @@ def test_review_warns_and_matches_semantically_with_a_local_embedder() -> None:
 @pytest.fixture(scope="module")
 def explained(mlflow_server: Server) -> Iterator[tuple[str, str, str]]:
     """A blob decoder (4 active latents of 5), registered and explained with `measure`."""
-    from lexflow.config import ExplainConfig
     from lexflow.pipeline import explain
+
+    from lexflow.config import ExplainConfig
 
     with pytest.MonkeyPatch.context() as mp, use_tracking_uri(mlflow_server.url, mp):
         mp.setenv("LEXFLOW_NO_PROGRESS", "1")

@@ -38,7 +38,7 @@ import lexflow
 from lexflow import names
 from lexflow.config import ExplainConfig
 from lexflow.errors import DecodeError, ModelContractError
-from lexflow.render import HEADER, PAD
+from lexflow.stages.render import HEADER, PAD
 
 pytestmark = pytest.mark.integration
 

@@ -2,7 +2,7 @@
 
 No SDK is mocked: each explainer's official client talks to tests/mllm_servers.py, which is
 scripted per test with faults (429 with Retry-After, 500, a slow answer, malformed JSON, an empty
-answer, a refusal). Unit level: lexflow.pipeline.measure_latents + run_explainer.
+answer, a refusal). Unit level: lexflow.engine.measure_latents + run_explainer.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from models.blob import BlobDecoder
 
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
 from lexflow.config import ExplainConfig
+from lexflow.engine import build_requests, explain_measured, latent_prepared, latent_result, measure_latents
 from lexflow.explainers import get_explainer
 from lexflow.explainers.mllm import MLLMExplainer
 from lexflow.explainers.prompts import COMBINATION, write_statement
-from lexflow.pipeline import _latent_result, build_requests, measure_latents, run_explainer
 
 KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "gemini": "GEMINI_API_KEY"}
 CONFIG = ExplainConfig(rows=2, samples=3)
@@ -64,7 +64,7 @@ def explainer(server: MLLMServer, **options: Any) -> MLLMExplainer:
 def run(ex: MLLMExplainer, measured, samples: int = 3, **kw: Any) -> dict[int, Any]:
     m, values = measured
     config = ExplainConfig(rows=2, samples=samples)
-    return run_explainer(ex, m, values, 5, config, "disentanglement", None, None, progress=False, **kw)
+    return explain_measured(ex, m, latent_prepared(5, config), config, **kw)
 
 
 @pytest.mark.parametrize("wire", WIRES)
@@ -126,8 +126,8 @@ def test_permanent_faults_are_recorded_per_answer_not_retried(serve, measured, w
     assert "HTTP 400" in text and "HTTP 401" in text
     assert responses[0].failures == ()  # the other latents are kept
     m = measured[0]
-    failed = _latent_result(3, 5, m[3], responses[3], 0.5, None)
-    kept = _latent_result(0, 5, m[0], responses[0], 0.5, None)
+    failed = latent_result(3, latent_prepared(5, CONFIG), m[3], responses[3], 0.5)
+    kept = latent_result(0, latent_prepared(5, CONFIG), m[0], responses[0], 0.5)
     assert failed.status == "failed" and failed.explanation is None and len(failed.failures) == 3
     assert kept.status == "explained"
 
@@ -146,7 +146,7 @@ def test_some_failed_samples_lower_certainty_but_keep_the_latent(serve, measured
     server.script[0] = ["400"]
     responses = run(explainer(server, concurrency=1), measured)
     assert responses[0].answers.count("") == 1 and len(responses[0].failures) == 1
-    result = _latent_result(0, 5, measured[0][0], responses[0], 0.3, None)
+    result = latent_result(0, latent_prepared(5, CONFIG), measured[0][0], responses[0], 0.3)
     assert result.status == "explained" and 0 < result.certainty < 1
 
 
@@ -185,7 +185,7 @@ def test_interrupted_run_resumes_with_only_the_remaining_calls(serve, measured, 
     server.delay = 0.05
     ex = explainer(server, cache=str(tmp_path / "c"), concurrency=1)
     m, values = measured
-    requests = build_requests(m, values, 5, CONFIG, "disentanglement", None, None)
+    requests = build_requests(m, latent_prepared(5, CONFIG), CONFIG)
     stream = ex.explain_many(requests)
     finished = [next(stream), next(stream)]  # "killed" after two latents
     stream.close()  # cancels the calls in flight and waits for the worker
@@ -210,7 +210,7 @@ def test_grounding_flags_answers_that_contradict_the_evidence(serve, measured) -
     assert responses[2].details["flags"] == []
     prompt = [s for s in server.calls if s.latent == 0][0].body["messages"][0]["content"][0]["text"]
     assert "Measurements of the images, for reference: horizontal position goes from" in prompt
-    result = _latent_result(0, 5, measured[0][0], responses[0], 0.5, None)
+    result = latent_result(0, latent_prepared(5, CONFIG), measured[0][0], responses[0], 0.5)
     assert result.flags == tuple(responses[0].details["flags"])
 
 
@@ -227,7 +227,7 @@ def test_a_text_llm_writes_a_bias_statement(serve) -> None:
 def test_dry_run_preview_counts_cached_calls_and_sends_nothing(serve, measured, tmp_path) -> None:
     server = serve("openai", "gpt-4o")
     m, values = measured
-    requests = build_requests(m, values, 5, CONFIG, "disentanglement", None, None)
+    requests = build_requests(m, latent_prepared(5, CONFIG), CONFIG)
     ex = explainer(server, cache=str(tmp_path / "c"))
     before = ex.preview(requests[0])
     assert before.calls == 3 and before.cached == 0 and before.cost_usd > 0

@@ -14,12 +14,12 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from conftest import experiment_runs, lexflow_tags
+from lexflow.pipeline import explain
 from mllm_servers import MLLMServer
 
 from lexflow import names
 from lexflow.cli import cli
 from lexflow.config import ExplainConfig
-from lexflow.pipeline import explain
 
 SECRET = "sk-test-SECRET-1234"
 EVIL = '{"label": "x", "sentence": "<script>alert(1)</script> moves the blob right.", "increases": "x"}'

@@ -13,6 +13,7 @@ from models.blob import BlobDecoder
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
 from lexflow.cache import AnswerCache, cache_key
 from lexflow.config import ExplainConfig
+from lexflow.engine import build_requests, latent_prepared, measure_latents
 from lexflow.errors import ConfigError, MissingDependencyError
 from lexflow.explainers import get_explainer
 from lexflow.explainers.answers import AnswerRejected, parse_answer
@@ -27,7 +28,6 @@ from lexflow.explainers.prompts import (
     load_biases,
     prompt_writing_request,
 )
-from lexflow.pipeline import build_requests, measure_latents
 
 INTRO = ("Image 1 is a grid of images decoded by a generative model. In every row the latent variable "
          "z_0 increases from left to right, from -3 to 3 prior standard deviations; each row starts "
@@ -43,7 +43,7 @@ def requests() -> list[ExplainRequest]:
     config = ExplainConfig(rows=2, samples=3)
     measured, _, values = measure_latents(decoder, config, tuple(range(5)), bias="disentanglement",
                                           output_range=None, progress=False)
-    return build_requests(measured, values, 5, config, "disentanglement", None, None)
+    return build_requests(measured, latent_prepared(5, config), config)
 
 
 # --- prompts: exact text ---------------------------------------------------------------------

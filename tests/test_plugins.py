@@ -7,8 +7,8 @@ from models.blob import BlobDecoder
 
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
 from lexflow.config import ExplainConfig
+from lexflow.engine import explain_measured, latent_prepared, measure_latents
 from lexflow.explainers import available_explainers, get_explainer
-from lexflow.pipeline import measure_latents, run_explainer
 
 
 def test_third_party_explainer_plugs_in_through_entry_point() -> None:
@@ -18,8 +18,8 @@ def test_third_party_explainer_plugs_in_through_entry_point() -> None:
     measured, out_range, values = measure_latents(
         decoder, config, (0, 2), bias="disentanglement", output_range=None, progress=False)
     assert out_range == (0.0, 1.0)
-    responses = run_explainer(get_explainer("terse"), measured, values, decoder.latent_dim, config,
-                              "disentanglement", None, None, progress=False)
+    responses = explain_measured(get_explainer("terse"), measured,
+                                 latent_prepared(decoder.latent_dim, config), config)
     assert set(responses[0].answers) == {"x position"}
     assert set(responses[2].answers) == {"size"}
     # the comparison row was decoded with another active latent clamped

@@ -229,8 +229,8 @@ def test_claims_read_properties_and_directions() -> None:
 def test_measure_judge_is_perfect_on_the_blob_decoder() -> None:
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
+    from lexflow.engine import explain_measured, latent_prepared, measure_latents
     from lexflow.explainers import get_explainer
-    from lexflow.pipeline import measure_latents, run_explainer
     from lexflow.quality.judge import MeasureJudge, judge_for
     from lexflow.quality.suite import _views, detection_score, direction_score
     from lexflow.uncertainty import consensus
@@ -242,8 +242,7 @@ def test_measure_judge_is_perfect_on_the_blob_decoder() -> None:
                                           output_range=(0.0, 1.0), progress=False)
     explainer = get_explainer("measure")
     assert isinstance(judge_for(explainer), MeasureJudge)
-    responses = run_explainer(explainer, measured, values, 5, config, "disentanglement", None, None,
-                              progress=False)
+    responses = explain_measured(explainer, measured, latent_prepared(5, config), config)
     texts = {}
     for i, r in responses.items():
         c = consensus(r.answers, threshold=0.5)

@@ -81,16 +81,16 @@ def test_summary_table_lists_reasons() -> None:
 
 
 def test_top_k_picks_the_most_active_latents_by_total_change() -> None:
-    from lexflow import pipeline
+    from lexflow import engine
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
 
     config = ExplainConfig(rows=3, steps=5, top_k=2, cache="none")
-    measured, _, _ = pipeline.measure_latents(
+    measured, _, _ = engine.measure_latents(
         PyTorchVAEAdapter(CountingBlob(latent_dim=6), device="cpu"), config, tuple(range(6)),
         bias="disentanglement", output_range=None, progress=False)
     changes = {i: m.evidence.total_change for i, m in measured.items()}
-    chosen = pipeline.select_top_k(measured, 2)
+    chosen = engine.select_top_k(measured, 2)
     assert chosen == set(sorted(changes, key=lambda i: -changes[i])[:2])
     # Comparison rows are decoded only for the chosen latents.
     assert {i for i, m in measured.items() if m.comparison is not None} == chosen
@@ -101,21 +101,21 @@ def test_top_k_picks_the_most_active_latents_by_total_change() -> None:
 def test_measuring_many_latents_keeps_no_frames() -> None:
     """Traced peak memory while measuring 128 latents stays at a few decode groups' frames
     (8 latents x 20 frames x 3x32x32 float32 = 2 MB each), far below all frames (31.5 MB)."""
-    from lexflow import pipeline
+    from lexflow import engine
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
 
     dim, rows, steps, batch = 128, 4, 5, 160
     config = ExplainConfig(rows=rows, steps=steps, batch_size=batch, cache="none")
     decoder = PyTorchVAEAdapter(CountingBlob(latent_dim=dim), device="cpu")
-    pipeline.measure_latents(decoder, config, (0, 1), bias="disentanglement", output_range=None,
+    engine.measure_latents(decoder, config, (0, 1), bias="disentanglement", output_range=None,
                              progress=False)  # warm up: imports and caches are not frames
     frame_bytes = 3 * 32 * 32 * 4
     all_frames = dim * rows * steps * frame_bytes
     group = batch * frame_bytes
     tracemalloc.start()
     try:
-        measured, _, _ = pipeline.measure_latents(decoder, config, tuple(range(dim)),
+        measured, _, _ = engine.measure_latents(decoder, config, tuple(range(dim)),
                                                   bias="disentanglement", output_range=None,
                                                   progress=False)
         _, peak = tracemalloc.get_traced_memory()

@@ -18,14 +18,14 @@ transformers = pytest.importorskip("transformers")
 
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.errors import ConfigError  # noqa: E402
-from lexflow.evidence import measure_traversal  # noqa: E402
 from lexflow.explainers import get_explainer  # noqa: E402
 from lexflow.explainers.base import ExplainRequest  # noqa: E402
 from lexflow.explainers.transformers_local import (  # noqa: E402
     TransformersExplainer,
     read_answers,
 )
-from lexflow.render import png_bytes, traversal_grid  # noqa: E402
+from lexflow.stages.evidence import measure_traversal  # noqa: E402
+from lexflow.stages.render import png_bytes, traversal_grid  # noqa: E402
 
 WORDS = ["<pad>", "<unk>", "<s>", "</s>", "<image>", "as", "z_0", "increases", "the", "shape",
          "moves", "right", "left", "grows", "colour", "turns", "red", "blue", "bigger", "smaller"]
