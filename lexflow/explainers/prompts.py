@@ -219,6 +219,16 @@ COMPARISON_INTRO = (
     "Image 2 has two rows with the same change of {latent}; in the second row another latent "
     "variable is set to a different value."
 )
+# The comparison row per request kind: what the second row changes besides the item itself.
+COMPARISON_INTROS = {
+    "latent": COMPARISON_INTRO,
+    "group": ("Image 2 has two rows with the same change of {latent}; in the second row another "
+              "group of latent variables is set to a different value."),
+    "attribute": ("Image 2 has two rows with the same change along {latent}; in the second row "
+                  "the code is also moved along another attribute direction."),
+    "direction": ("Image 2 has two rows with the same change along {latent}; in the second row "
+                  "the starting image was first moved along another direction."),
+}
 GROUNDING_INTRO = "Measurements of the images, for reference: {summary}"
 ANSWER_FORMAT = (
     'Answer with one JSON object and nothing else: {{"label": "<a name of at most four words>", '
@@ -276,7 +286,7 @@ def build_prompt(request: ExplainRequest, *, bias: Bias | None = None,
         members=words_list([latent_symbol(i) for i in group or ()]))]
     images = [request.grid_png]
     if bias.comparison and request.comparison_png:
-        lines.append(COMPARISON_INTRO.format(latent=context["latent"]))
+        lines.append(COMPARISON_INTROS[kind].format(latent=context["latent"]))
         images.append(request.comparison_png)
         lines.append(bias.render(bias.statement, context))
     elif not bias.comparison:
