@@ -97,7 +97,7 @@ ENV_RUN_ID = "MLFLOW_RUN_ID"
 ENV_NO_PROGRESS = "LEXFLOW_NO_PROGRESS"
 ENV_WEBHOOK_SECRET = "LEXFLOW_WEBHOOK_SECRET"  # default --secret-env of python -m lexflow.webhooks
 
-# --- crash safety, top-k and bounded retries (lexflow.resume, lexflow.pipeline) ---
+# --- crash safety, top-k and bounded retries (lexflow.tracking.checkpoint, lexflow.tracking.job) ---
 TAG_TOP_K = "lexflow.top_k"  # set when only the k most active latents were explained
 TAG_SKIPPED_LATENTS = "lexflow.skipped_latents"  # comma-separated labels of the skipped latents
 PARTIAL_DIR = "lexflow/partial"  # per-latent checkpoints of a run (resumed after a crash)

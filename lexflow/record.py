@@ -159,21 +159,22 @@ class ExplainResult:
         try:
             model = doc.get("model") or {}
             explainer = doc.get("explainer") or {}
-            latent_dim = int(doc["latent_dim"])
+            latent_dim = int(doc.get("latent_dim", len(doc["latents"])))
+            latents = tuple(_latent_from_dict(r, latent_dim) for r in doc["latents"])
             return cls(
                 model_uri=str(doc.get("model_uri", "")), model_name=model.get("name"),
                 model_version=model.get("version"), run_id=str(doc.get("run_id", "")),
                 explainer=str(explainer.get("uri", "")),
                 explainer_is_mllm=bool(explainer.get("is_mllm", False)), latent_dim=latent_dim,
                 config={str(k): str(v) for k, v in (doc.get("config") or {}).items()},
-                latents=tuple(_latent_from_dict(r) for r in doc.get("latents") or ()),
+                latents=latents,
                 output_range=tuple(float(v) for v in doc.get("output_range") or (0.0, 1.0)),  # type: ignore[arg-type]
                 usage={str(k): float(v) for k, v in (doc.get("usage") or {}).items()},
                 created=str(doc.get("created", "")),
                 lexflow_version=str(doc.get("lexflow_version", "")),
                 traversal=dict(doc.get("traversal") or {}),
                 skipped=tuple(_latent_from_dict({**r, "explanation": None, "explainable": False,
-                                                 "certainty": 0.0, "answers": ()})
+                                                 "certainty": 0.0, "answers": ()}, latent_dim)
                               for r in doc.get("skipped") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
@@ -209,15 +210,24 @@ class ExplainResult:
 _TUPLE_FIELDS = ("answers", "failures", "flags")
 
 
-def _latent_from_dict(r: Mapping[str, Any]) -> LatentResult:
+def _latent_from_dict(r: Mapping[str, Any], latent_dim: int) -> LatentResult:
+    """One record of ``latents`` (or ``skipped``); fields a hand-written file leaves out take
+    what lexflow would have written (label and image from the index)."""
     known = {f.name for f in fields(LatentResult)}
     values: dict[str, Any] = {k: v for k, v in r.items() if k in known}
+    index = int(values["index"])
+    values.setdefault("label", names.latent_label(index, latent_dim))
+    values.setdefault("image", names.traversal_path(index, latent_dim))
+    values.setdefault("status", "explained" if values.get("explanation") else "unclear")
+    values.setdefault("explanation", None)
+    values.setdefault("explainable", values["explanation"] is not None)
+    values.setdefault("answers", ())
     for key in _TUPLE_FIELDS:
         if key in values:
             values[key] = tuple(values[key] or ())
     if values.get("members") is not None:
         values["members"] = tuple(int(i) for i in values["members"])
-    values["index"] = int(values["index"])
+    values["index"] = index
     values["certainty"] = float(values.get("certainty", 0.0))
     values.setdefault("evidence", {})
     return LatentResult(**values)

@@ -73,7 +73,7 @@ def explain_version(name: str, version: str, config: ExplainConfig,
     uri = f"models:/{name}/{version}"
     start = time.monotonic()
     try:
-        result = explain(uri, config, progress=False, experiment=experiment)
+        result = explain(uri, config, progress=False, experiment=experiment, env_run=False)
     except Exception as exc:  # one version's failure (any kind) must not stop the others
         code = exc.exit_code if isinstance(exc, LexflowError) else 1
         return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None,

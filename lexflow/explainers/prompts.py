@@ -125,12 +125,15 @@ def register_bias(bias: Bias, *, replace: bool = False) -> None:
     _REGISTRY[bias.name] = bias
 
 
-def get_bias(name: str) -> Bias:
-    if name not in _REGISTRY:
-        names = sorted(_REGISTRY)
+def get_bias(name: str, extra: Mapping[str, Bias] | None = None) -> Bias:
+    """The bias ``name``: from ``extra`` (an explainer's own, from its ``biases`` file) first, then
+    the built-ins and those registered with :func:`register_bias`."""
+    known = {**_REGISTRY, **(extra or {})}
+    if name not in known:
+        names = sorted(known)
         raise ConfigError(
             f"Unknown bias {name!r}. Available: {', '.join(names)}." + did_you_mean(name, names))
-    return _REGISTRY[name]
+    return known[name]
 
 
 def available_biases() -> tuple[str, ...]:
@@ -158,7 +161,16 @@ def bias_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Bias:
 
 
 def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
-    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML; register them."""
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML; register them
+    for this process (explainers given a ``biases`` file keep theirs to themselves instead)."""
+    biases = read_biases(path)
+    for b in biases:
+        register_bias(b, replace=replace)
+    return biases
+
+
+def read_biases(path: str | Path) -> list[Bias]:
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML."""
     import yaml
 
     p = Path(path)
@@ -171,10 +183,7 @@ def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, Mapping) for item in items):
         raise ConfigError(f"{p}: expected a bias (a mapping) or a list of them.")
-    biases = [bias_from_dict(item, str(p)) for item in items]
-    for b in biases:
-        register_bias(b, replace=replace)
-    return biases
+    return [bias_from_dict(item, str(p)) for item in items]
 
 
 # --- the prompt -------------------------------------------------------------------------------

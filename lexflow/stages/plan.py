@@ -73,8 +73,23 @@ class Plan(Protocol):
     def describe(self) -> dict[str, Any]: ...
 
 
+class _Grid:
+    """rows (one per base code) and steps (one per column value) of a VAE plan's grid."""
+
+    base_codes: np.ndarray
+    values: tuple[float, ...]
+
+    @property
+    def rows(self) -> int:
+        return int(self.base_codes.shape[0])
+
+    @property
+    def steps(self) -> int:
+        return len(self.values)
+
+
 @dataclass(frozen=True)
-class TraversalPlan:
+class TraversalPlan(_Grid):
     """The codes to decode for a model with ``latent_dim`` latents.
 
     Attributes:
@@ -103,18 +118,7 @@ class TraversalPlan:
 
     @classmethod
     def from_config(cls, latent_dim: int, config: ExplainConfig) -> TraversalPlan:
-        rng = np.random.default_rng(config.seed)
-        base = rng.standard_normal((config.rows, latent_dim)).astype(np.float32)
-        base.setflags(write=False)
-        return cls(latent_dim, tuple(config.frame_values()), base)
-
-    @property
-    def rows(self) -> int:
-        return int(self.base_codes.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return len(self.values)
+        return cls(latent_dim, tuple(config.frame_values()), _base_codes(latent_dim, config))
 
     def codes(self, index: int) -> np.ndarray:
         """float32 [rows * steps, d]: row-major, z_index swept through ``values`` in each row."""
@@ -138,7 +142,7 @@ class TraversalPlan:
 
 
 @dataclass(frozen=True)
-class VectorPlan:
+class VectorPlan(_Grid):
     """Items that each move several latents at once, for a VAE with ``latent_dim`` latents.
 
     - ``group`` (the combination bias, metadata ``groups``): item g sets every latent of group g
@@ -169,14 +173,6 @@ class VectorPlan:
     @property
     def items(self) -> int:
         return int(self.vectors.shape[0])
-
-    @property
-    def rows(self) -> int:
-        return int(self.base_codes.shape[0])
-
-    @property
-    def steps(self) -> int:
-        return len(self.values)
 
     def _move(self, z: np.ndarray, index: int, values: np.ndarray) -> np.ndarray:
         if self.kind == "group":

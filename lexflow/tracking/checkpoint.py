@@ -80,9 +80,10 @@ def _owner_alive(owner: str | None, heartbeat: str | None, stale_s: float) -> bo
         return False
 
 
-def find_resumable(model: ResolvedModel, key: str) -> str | None:
-    """The id of an unfinished, ownerless run of this version with the same key, or None."""
-    if os.environ.get(names.ENV_RUN_ID):
+def find_resumable(model: ResolvedModel, key: str, *, env_run: bool = True) -> str | None:
+    """The id of an unfinished, ownerless run of this version with the same key, or None.
+    ``env_run``: whether MLFLOW_RUN_ID (``mlflow run``) names the run instead."""
+    if env_run and os.environ.get(names.ENV_RUN_ID):
         return None  # mlflow run chose the run; Checkpoint.load checks its key
     if not (model.name and model.version):
         return None

@@ -64,6 +64,16 @@ def read_run_doc(run_id: str) -> dict[str, Any]:
         return read_file_doc(Path(path))
 
 
+def explanations_file(path: Path) -> Path:
+    """``path``, or for a directory (a run's downloaded artifacts, its ``lexflow/`` folder) the
+    explanations.json inside it (``path`` itself when it holds none)."""
+    if path.is_dir():
+        for candidate in (path / names.EXPLANATIONS_FILE, path / "explanations.json"):
+            if candidate.is_file():
+                return candidate
+    return path
+
+
 def read_file_doc(path: Path) -> dict[str, Any]:
     """The parsed explanations.json at ``path`` (ConfigError when it is not JSON)."""
     try:

@@ -48,7 +48,7 @@ def _version() -> str:
 
 def explain(
     model_uri: str, config: ExplainConfig | None = None, *, progress: bool = True,
-    experiment: str | None = None, run_id: str | None = None,
+    experiment: str | None = None, run_id: str | None = None, env_run: bool = True,
 ) -> ExplainResult:
     """Explain every selected latent of a registered model and record the results.
 
@@ -56,6 +56,7 @@ def explain(
     called inside your own ``mlflow.start_run()``, to a new run nested under yours (tagged
     ``mlflow.parentRunId``, in your run's experiment; your run stays active and untouched). With
     ``run_id`` (the evaluator plugin), into that existing run, which is left open for its owner.
+    ``env_run=False`` ignores ``mlflow run``'s MLFLOW_RUN_ID (explain-registry: a run per version).
 
     Returns the :class:`ExplainResult`; raises a :class:`lexflow.errors.LexflowError` subclass
     with a message for the user on bad input or failure.
@@ -69,9 +70,9 @@ def explain(
         decoder = load_decoder(local, info, device=config.device)
         prepared = engine.prepare(decoder, info, config)  # checks options; computes lazily
         key = ckpt.config_key(model, config)
-        resume_id = None if run_id else ckpt.find_resumable(model, key)
+        resume_id = None if run_id else ckpt.find_resumable(model, key, env_run=env_run)
         with runs.open_run(experiment, run_name=f"lexflow {model.name or model_uri}",
-                           run_id=resume_id, into=run_id) as run:
+                           run_id=resume_id, into=run_id, env_run=env_run) as run:
             tags = (VersionTags(model.name, model.version, run.run_id)
                     if model.name and model.version else None)
             runs.log_params(run.run_id, {"model_uri": model_uri, **config.as_params()})

@@ -129,12 +129,14 @@ def _active_run_id() -> str | None:
 
 @contextmanager
 def open_run(experiment: str | None = None, run_name: str | None = None,
-             run_id: str | None = None, into: str | None = None) -> Iterator[Run]:
+             run_id: str | None = None, into: str | None = None,
+             env_run: bool = True) -> Iterator[Run]:
     """The run to write into, ended FINISHED (FAILED on any exception) when lexflow owns it.
 
     - ``into``: a run someone else owns (the evaluator's): written into, never ended;
     - ``run_id``: resume that run (set RUNNING again);
-    - ``MLFLOW_RUN_ID`` (under ``mlflow run``): that run;
+    - ``MLFLOW_RUN_ID`` (under ``mlflow run``): that run, unless ``env_run`` is False
+      (explain-registry: each version gets a run of its own);
     - otherwise a new run; nested under the caller's active fluent run when there is one
       (``mlflow.parentRunId``, in the parent's experiment), else in ``experiment``.
     """
@@ -145,7 +147,7 @@ def open_run(experiment: str | None = None, run_name: str | None = None,
         return
     c = client()
     try:
-        if run_id or os.environ.get(names.ENV_RUN_ID):
+        if run_id or (env_run and os.environ.get(names.ENV_RUN_ID)):
             rid = run_id or os.environ[names.ENV_RUN_ID]
             c.update_run(rid, status="RUNNING")
         else:

@@ -10,7 +10,7 @@ Tag protocol on a model version (so a version is never "complete" with another r
             status back to running (that run will write its own end state) and report the takeover
   fail:     if run_id is still this run: delete latent tags, status=failed, lexflow.error
 MLflow has no compare-and-set on tags; the re-reads close the windows a real race opens
-(tests/test_crash.py races two processes and two writers against a real server).
+(tests/integration/test_crash.py races two processes and two writers against a real server).
 """
 
 from __future__ import annotations

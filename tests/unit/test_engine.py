@@ -53,7 +53,7 @@ def _csvae() -> tuple[Any, ModelInfo]:
 
 def _diffusion() -> tuple[Any, ModelInfo]:
     pytest.importorskip("diffusers")
-    from test_diffusion import FAST, tiny_ddim
+    from models.tiny_diffusion import FAST, tiny_ddim
 
     from lexflow.adapters.diffusers_pipeline import DiffusionPipelineAdapter
 

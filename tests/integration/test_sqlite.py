@@ -9,7 +9,8 @@ from typing import Any
 
 import mlflow
 import pytest
-from conftest import experiment_runs, lexflow_tags, unique
+from conftest import experiment_runs
+from helpers import lexflow_tags, unique
 from mlflow import MlflowClient
 
 import lexflow

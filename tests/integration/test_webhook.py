@@ -18,18 +18,19 @@ from pathlib import Path
 
 import pytest
 import requests
-from conftest import (
+from conftest import Server, register_blob_model, subprocess_env
+from helpers import (
     REPO_ROOT,
-    VENV_BIN,
-    Server,
+    clean_env,
     free_port,
     lexflow_tags,
     log_tail,
-    register_blob_model,
+    mlflow_server,
+    point_tracking_at,
+    spawn,
     stop_process_group,
-    subprocess_env,
     unique,
-    use_tracking_uri,
+    wait_http,
 )
 
 from lexflow import names
@@ -88,39 +89,12 @@ def test_verify_rejects_unsigned_wrong_stale_and_replayed() -> None:
 def webhook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """An mlflow server that may deliver webhooks over http to 127.0.0.1."""
     root = tmp_path_factory.mktemp("mlflow-webhook-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
-    env = subprocess_env("", MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-                         MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
-                         MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true",
-                         MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES="0")
-    env.pop("MLFLOW_TRACKING_URI")
-    cmd = [str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-           "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-           "--artifacts-destination", str(root / "artifacts"), "--workers", "1"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        _wait(f"{url}/health", proc, log)
+    env = clean_env(MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+                    MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true", MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES="0")
+    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+             "--artifacts-destination", str(root / "artifacts")]
+    with mlflow_server(root, store, env, "mlflow server (webhooks)") as (url, proc, log):
         yield Server(url, proc.pid, log, root)
-    finally:
-        stop_process_group(proc)
-
-
-def _wait(url: str, proc: subprocess.Popen, log: Path, timeout: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"{url}: process exited with {proc.returncode}:\n{log_tail(log)}")
-        try:
-            if requests.get(url, timeout=2).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.3)
-    pytest.fail(f"{url} did not answer within {timeout:.0f} s:\n{log_tail(log)}")
 
 
 @pytest.fixture(scope="module")
@@ -135,11 +109,9 @@ def receiver(webhook_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     env = subprocess_env(webhook_server.url, LEXFLOW_WEBHOOK_SECRET=SECRET)
     cmd = [sys.executable, "-m", "lexflow.webhooks", "--port", str(port), "--policy", str(policy),
            "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
+    proc = spawn(cmd, log, env, cwd=REPO_ROOT)
     try:
-        _wait(f"http://127.0.0.1:{port}/health", proc, log)
+        wait_http(f"http://127.0.0.1:{port}/health", proc, log, "lexflow.webhooks")
         yield f"http://127.0.0.1:{port}", log
     finally:
         stop_process_group(proc)
@@ -178,7 +150,7 @@ def test_new_version_is_explained_gated_and_promoted(
     from mlflow import MlflowClient
 
     url, log = receiver
-    with use_tracking_uri(webhook_server.url, monkeypatch):
+    with point_tracking_at(webhook_server.url, monkeypatch):
         c = MlflowClient()
         hook = c.create_webhook(name=unique("lexflow"), url=url + "/", secret=SECRET,
                                 events=["model_version.created"])

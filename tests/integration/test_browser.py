@@ -15,7 +15,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT, register_blob_model, unique
+from conftest import register_blob_model
+from helpers import REPO_ROOT, unique
 
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 
@@ -100,11 +101,11 @@ def _pwned(driver: Any) -> Any:
 
 def test_explanations_are_visible_and_inert(tracking: str, no_progress: None, browser: Any,
                                             tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from lexflow.pipeline import explain
     from mlflow import MlflowClient
 
     from lexflow import plugins
     from lexflow.config import ExplainConfig
+    from lexflow.tracking.job import explain
 
     monkeypatch.setitem(plugins.BUILTIN[plugins.EXPLAINER_GROUP], "evil", f"{__name__}:EvilExplainer")
     name = unique("browser-blob")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from helpers import experiment_id
 from models.blob import BlobDecoder
 
 from lexflow import names
@@ -197,8 +198,7 @@ def test_evaluate_a_run_logs_metrics_on_it(tmp_path: Path, monkeypatch: pytest.M
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     mlflow.set_tracking_uri(uri)
-    mlflow.set_experiment("quality-test")
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment_id("quality-test")) as run:
         run_id = run.info.run_id
         mlflow.log_dict(explanations_doc(run_id), names.EXPLANATIONS_FILE)
     result = evaluate(run_id, write_refs(tmp_path / "r.jsonl", GOOD))

@@ -11,13 +11,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
-from conftest import Server, lexflow_cli, lexflow_tags, register_blob_model, unique, use_tracking_uri
+from conftest import Server, lexflow_cli, register_blob_model
+from helpers import REPO_ROOT as REPO  # noqa: E402
+from helpers import lexflow_tags, point_tracking_at, unique
 
 from lexflow import names
 from lexflow.gate import PolicyError, VersionEvidence, evaluate, load_policy, parse_policy
-
-REPO = Path(__file__).resolve().parent.parent
-
 
 # --- the policy ------------------------------------------------------------------------------
 
@@ -160,11 +159,10 @@ def test_review_warns_and_matches_semantically_with_a_local_embedder() -> None:
 @pytest.fixture(scope="module")
 def explained(mlflow_server: Server) -> Iterator[tuple[str, str, str]]:
     """A blob decoder (4 active latents of 5), registered and explained with `measure`."""
-    from lexflow.pipeline import explain
-
     from lexflow.config import ExplainConfig
+    from lexflow.tracking.job import explain
 
-    with pytest.MonkeyPatch.context() as mp, use_tracking_uri(mlflow_server.url, mp):
+    with pytest.MonkeyPatch.context() as mp, point_tracking_at(mlflow_server.url, mp):
         mp.setenv("LEXFLOW_NO_PROGRESS", "1")
         name = unique("gate-blob")
         version = register_blob_model(name)
@@ -175,7 +173,7 @@ def explained(mlflow_server: Server) -> Iterator[tuple[str, str, str]]:
 
 @pytest.fixture
 def on_server(mlflow_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with use_tracking_uri(mlflow_server.url, monkeypatch) as uri:
+    with point_tracking_at(mlflow_server.url, monkeypatch) as uri:
         monkeypatch.setenv("LEXFLOW_NO_PROGRESS", "1")
         yield uri
 
@@ -203,7 +201,7 @@ def test_gate_passes_and_promotes(explained: tuple[str, str, str], mlflow_server
                        "--promote", "champion", tracking_uri=mlflow_server.url)
     assert done.returncode == 0, done.describe()
     assert "Gate passed. Alias 'champion' now points at this version." in done.stdout
-    with pytest.MonkeyPatch.context() as mp, use_tracking_uri(mlflow_server.url, mp):
+    with pytest.MonkeyPatch.context() as mp, point_tracking_at(mlflow_server.url, mp):
         from mlflow import MlflowClient
 
         assert MlflowClient().get_model_version_by_alias(name, "champion").version == version

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from conftest import experiment_runs, lexflow_tags
-from lexflow.pipeline import explain
+from conftest import experiment_runs
+from helpers import lexflow_tags
 from mllm_servers import MLLMServer
 
 from lexflow import names
 from lexflow.cli import cli
 from lexflow.config import ExplainConfig
+from lexflow.tracking.job import explain
 
 SECRET = "sk-test-SECRET-1234"
 EVIL = '{"label": "x", "sentence": "<script>alert(1)</script> moves the blob right.", "increases": "x"}'

@@ -15,7 +15,9 @@ import pytest
 torch = pytest.importorskip("torch")
 diffusers = pytest.importorskip("diffusers")
 
-from conftest import REPO_ROOT, VENV_BIN, lexflow_tags, run_command, subprocess_env  # noqa: E402
+from conftest import subprocess_env  # noqa: E402
+from helpers import REPO_ROOT, VENV_BIN, lexflow_tags, run_command  # noqa: E402
+from models.tiny_diffusion import FAST, tiny_ddim, tiny_unet  # noqa: E402
 
 import lexflow  # noqa: E402
 from lexflow.adapters.diffusers_pipeline import DiffusionPipelineAdapter  # noqa: E402
@@ -32,9 +34,6 @@ from lexflow.diffusion.hspace import (  # noqa: E402
 from lexflow.errors import ConfigError, ModelContractError  # noqa: E402
 from lexflow.logging_helpers import diffusion_metadata  # noqa: E402
 
-# Few steps keep CPU time small; the paper uses 100 DDIM steps and 16 guidance steps.
-FAST = {"ddim_steps": 4, "guidance_steps": 4, "guidance_scale": 20.0, "power_iterations": 6}
-
 
 @pytest.fixture(autouse=True)
 def one_thread() -> Iterator[None]:
@@ -43,20 +42,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def tiny_unet(size: int = 16, mid: bool = True) -> Any:
-    torch.manual_seed(0)
-    kw: dict[str, Any] = {} if mid else {"mid_block_type": None}
-    return diffusers.UNet2DModel(
-        sample_size=size, in_channels=3, out_channels=3, layers_per_block=1,
-        block_out_channels=(8, 16), down_block_types=("DownBlock2D", "AttnDownBlock2D"),
-        up_block_types=("AttnUpBlock2D", "UpBlock2D"), norm_num_groups=4, attention_head_dim=4,
-        **kw)
-
-
-def tiny_ddim(size: int = 16, mid: bool = True) -> Any:
-    return diffusers.DDIMPipeline(unet=tiny_unet(size, mid), scheduler=diffusers.DDIMScheduler())
 
 
 def tiny_tokenizer(tmp: Path) -> Any:

@@ -9,9 +9,8 @@ import tracemalloc
 
 import numpy as np
 import pytest
-from backends import Backend, CountingBlob, lexflow_tags, register_module, run_lexflow, unique
-
-pytest_plugins = ["backends"]
+from backends import Backend, CountingBlob, register_module, run_lexflow
+from helpers import lexflow_tags, unique
 
 
 @pytest.mark.integration

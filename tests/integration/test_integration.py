@@ -16,19 +16,16 @@ from typing import Any
 import mlflow
 import numpy as np
 import pytest
-from conftest import (
+from conftest import experiment_runs, lexflow_cli, register_blob_model, subprocess_env
+from helpers import (
     REPO_ROOT,
     VENV_BIN,
     Completed,
-    experiment_runs,
     free_port,
-    lexflow_cli,
     lexflow_tags,
-    register_blob_model,
+    point_tracking_at,
     run_command,
-    subprocess_env,
     unique,
-    use_tracking_uri,
 )
 from mlflow import MlflowClient
 from models.blob import BlobDecoder, NoDecode, WrongShape
@@ -112,7 +109,7 @@ def brightness_centroid_x(tile: np.ndarray) -> float:
 @pytest.fixture(scope="module")
 def shared_blob(mlflow_server: Any) -> tuple[str, str]:
     """One 5-latent BlobDecoder version, aliased ``champion``, that no test may ever tag."""
-    with pytest.MonkeyPatch.context() as mp, use_tracking_uri(mlflow_server.url, mp):
+    with pytest.MonkeyPatch.context() as mp, point_tracking_at(mlflow_server.url, mp):
         name = unique("blob-shared")
         version = register_blob_model(name)
         MlflowClient().set_registered_model_alias(name, "champion", version)

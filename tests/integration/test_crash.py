@@ -24,16 +24,13 @@ from backends import (
     Backend,
     CountingBlob,
     FlakyProxy,
-    finish,
-    lexflow_tags,
     register_module,
     run_lexflow,
     start_lexflow,
     traversals_in,
-    unique,
 )
+from helpers import finish, lexflow_tags, unique
 
-pytest_plugins = ["backends"]
 pytestmark = pytest.mark.integration
 
 ROWS, STEPS, DIM = 4, 5, 8
@@ -189,8 +186,8 @@ def test_racing_tag_writers_never_leave_a_complete_version_with_mixed_tags(
     begin lands at every point of A's protocol in turn (a real server, real threads). Whenever
     the version ends "complete", every lexflow tag must be the owner's. (The protocol before
     hardening fails this: B's begin inside A's tag writes left A "complete" with tags missing.)"""
-    from lexflow import tracking
     from lexflow.errors import TrackingError
+    from lexflow.tracking.tags import VersionTags
 
     name, version = _register("tagrace", dim=2)
     latents = {"A": 4, "B": 1}  # different latent sets: leftovers show
@@ -206,7 +203,7 @@ def test_racing_tag_writers_never_leave_a_complete_version_with_mixed_tags(
 
     def write(writer: str, delay: float) -> None:
         time.sleep(delay)
-        vt = tracking.VersionTags(name, version, writer)
+        vt = VersionTags(name, version, writer)
         try:
             vt.begin(f"{writer}-explainer")
             with contextlib.suppress(TrackingError):  # taken over: it says so and stops

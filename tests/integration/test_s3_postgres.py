@@ -12,9 +12,9 @@ import json
 from typing import Any
 
 import pytest
-from backends import Backend, CountingBlob, lexflow_tags, register_module, run_lexflow, unique
+from backends import Backend, CountingBlob, register_module, run_lexflow
+from helpers import lexflow_tags, unique
 
-pytest_plugins = ["backends"]
 pytestmark = pytest.mark.integration
 
 

@@ -6,7 +6,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import lexflow_tags, register_blob_model, unique
+from conftest import register_blob_model
+from helpers import experiment_id, lexflow_tags, unique
 
 from lexflow import names
 from lexflow.errors import ConfigError
@@ -39,8 +40,7 @@ def test_evaluate_explains_logs_and_validates(tracking: str, no_progress: None, 
 
     name = unique("eval-blob")
     version = register_blob_model(name)
-    mlflow.set_experiment(unique("eval"))
-    with mlflow.start_run() as run:
+    with mlflow.start_run(experiment_id=experiment_id(unique("eval"))) as run:
         result = mlflow.models.evaluate(
             f"models:/{name}/{version}", data=pd.DataFrame({"unused": [0]}),
             model_type="lexflow-latents", evaluators="lexflow", evaluator_config={"rows": 3},

@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import REPO_ROOT as REPO  # noqa: E402
 
-REPO = Path(__file__).resolve().parent.parent
 DOCKER = REPO / "docker"
 VENV_BIN = Path(sys.executable).parent
 

@@ -12,7 +12,8 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from conftest import lexflow_tags, register_torch_model  # noqa: E402
+from conftest import register_torch_model  # noqa: E402
+from helpers import lexflow_tags  # noqa: E402
 from models.csvae import BlobCSVAE  # noqa: E402
 
 import lexflow  # noqa: E402

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
+GOLDEN_DIR = Path(__file__).resolve().parent.parent / "golden"
 
 
 def _normalised(text: str, run_id: str) -> str:

@@ -185,7 +185,7 @@ def test_missing_transformers_names_the_extra(tiny_llava: Path, monkeypatch: pyt
 
 def test_a_full_run_with_the_local_explainer(tiny_llava: Path, sqlite_tracking: str,
                                               register_blob: Any, no_progress: None) -> None:
-    from lexflow.pipeline import explain
+    from lexflow.tracking.job import explain
 
     version = register_blob("blob-transformers")
     config = ExplainConfig(explainer=f"transformers:/{tiny_llava}", samples=3, latents=(0, 4),
