@@ -135,7 +135,7 @@ def run_command(args: list[str], env: dict[str, str], timeout: float, cwd: Path 
     return finish(start_command(args, env, cwd), timeout)
 
 
-def finish(proc: subprocess.Popen[str], timeout: float) -> Completed:
+def finish(proc: subprocess.Popen[str], timeout: float = 180.0) -> Completed:
     """Wait for a command started by :func:`start_command`; on timeout kill its group and fail."""
     args = [str(a) for a in proc.args] if isinstance(proc.args, list) else [str(proc.args)]
     start = time.monotonic()
