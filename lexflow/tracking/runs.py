@@ -108,15 +108,15 @@ class Run:
 
 
 def _experiment_id(c: Any, experiment: str | None) -> str:
-    """The experiment a new run goes to: ``experiment`` by name (created when missing), else
-    what MLFLOW_EXPERIMENT_ID / MLFLOW_EXPERIMENT_NAME say, else the default experiment."""
-    name = experiment or os.environ.get("MLFLOW_EXPERIMENT_NAME")
-    if not experiment and os.environ.get("MLFLOW_EXPERIMENT_ID"):
-        return os.environ["MLFLOW_EXPERIMENT_ID"]
-    if name:
-        exp = c.get_experiment_by_name(name)
-        return str(exp.experiment_id) if exp else str(c.create_experiment(name))
-    return "0"
+    """The experiment a new run goes to: ``experiment`` by name (created when missing), else the
+    one MLflow would use (the caller's ``mlflow.set_experiment``, MLFLOW_EXPERIMENT_ID or _NAME,
+    the default experiment); read, never set."""
+    from mlflow.tracking.fluent import _get_experiment_id
+
+    if experiment:
+        exp = c.get_experiment_by_name(experiment)
+        return str(exp.experiment_id) if exp else str(c.create_experiment(experiment))
+    return str(_get_experiment_id() or "0")
 
 
 def _active_run_id() -> str | None:
