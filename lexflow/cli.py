@@ -213,6 +213,9 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
         click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {r.status:<9}  {text}")
         if r.status == "failed" and r.failures:
             click.echo(f"{'':>{max(6, width)}}  failures: {'; '.join(r.failures)[:300]}")
+    if result.skipped:
+        click.echo(f"{'':>{max(6, width)}}  skipped ({result.skip_reason()}): "
+                   + ", ".join(r.label for r in result.skipped))
     click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
                f"mean certainty {result.mean_certainty:.2f}")
 
