@@ -39,13 +39,14 @@ from typing import Any
 import click
 import numpy as np
 
+from lexflow import names
 from lexflow.errors import ConfigError, LexflowError, TrackingError
 from lexflow.record import ExplainResult
 from lexflow.uncertainty import Similarity, consensus, similarity_for
 
 SCHEMA = "lexflow.calibration/1"
 DEFAULT_EXPERIMENT = "lexflow-calibration"
-RUN_TAG_KIND = "lexflow.kind"  # "calibration" on runs that `lexflow calibrate --log` writes
+RUN_TAG_KIND = names.RUN_TAG_KIND
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRUE = {"true", "1", "yes", "y", "clear", "explainable"}
 _FALSE = {"false", "0", "no", "n", "unclear", "not clear", "unexplainable"}

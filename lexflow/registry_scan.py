@@ -11,6 +11,7 @@ missing, running, failed or partial); ``--all`` picks every matching version.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 import time
@@ -147,9 +148,12 @@ def command(filter_string: str | None, all_versions: bool, parallel: int,
 
     try:
         config = config_from_options(**explain_params)
-        outcomes = explain_registry(filter_string, all_versions=all_versions, parallel=parallel,
-                                    config=config, experiment=explain_params.get("experiment"),
-                                    on_done=progress)
+        # MLflow prints "View run ..." links on stdout when a run ends: stdout is the summary only.
+        with contextlib.redirect_stdout(sys.stderr):
+            outcomes = explain_registry(filter_string, all_versions=all_versions,
+                                        parallel=parallel, config=config,
+                                        experiment=explain_params.get("experiment"),
+                                        on_done=progress)
     except LexflowError as exc:
         if as_json:
             click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))

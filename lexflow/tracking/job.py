@@ -79,7 +79,7 @@ def explain(
             checkpoint = ckpt.Checkpoint(run.run_id, key)
             restored = checkpoint.load()
             runs.set_run_tags(run.run_id, {
-                "lexflow.model_uri": model.download_uri, names.TAG_VERSION: _version(),
+                names.RUN_TAG_MODEL_URI: model.download_uri, names.TAG_VERSION: _version(),
                 names.RUN_TAG_CONFIG_KEY: key, names.RUN_TAG_OWNER: ckpt.owner_tag(),
                 names.RUN_TAG_RESUMED: str(len(restored))})
             if tags:
