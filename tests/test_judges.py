@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
-from conftest import REPO_ROOT
 from mllm_servers import WIRES, MLLMServer, Seen, default_answer
 from models.blob import BlobDecoder
 
@@ -31,7 +28,7 @@ from lexflow.explainers.judge_prompts import (
     read_detection,
     read_direction,
 )
-from lexflow.explainers.judging import FROM_GRIDS, Verdict
+from lexflow.explainers.judging import FROM_GRIDS
 from lexflow.explainers.mllm import MLLMExplainer
 from lexflow.quality.judge import SELF_CONSISTENCY, MeasureJudge, Tally, judge_basis, judge_for
 from lexflow.quality.suite import _views, detection_score, direction_score
@@ -104,7 +101,7 @@ def test_hostile_explanation_text_stays_inside_its_quotes() -> None:
 
 @pytest.mark.parametrize(("text", "index"), [
     ('{"grid": 2}', 1), ('```json\n{"grid": 3}\n```', 2), ('Sure. {"Grid": "grid 4"}', 3),
-    ("Grid 1.", 0), ("2", 1), ('{"image": 2}', 1),
+    ("Grid 1.", 0), ("2", 1), ('{"image": 2}', 1), ('{"grid": 3.0}', 2),
 ])
 def test_detection_answers_are_read(text: str, index: int) -> None:
     assert read_detection(text, 4) == index
@@ -116,6 +113,7 @@ def test_detection_answers_are_read(text: str, index: int) -> None:
     ("Grid 2 or grid 3", "expected one grid number"), ('{"grid": true}', "no grid number"),
     ('{"grid": null}', "no grid number"), ("I'm sorry, but I can't help with that.", "refusal"),
     ("The second one, I think", "expected one grid number"), ("grid 2.5", "expected one grid number"),
+    ('{"grid": 2.5}', "expected one grid number"),
 ])
 def test_bad_detection_answers_are_rejected_never_guessed(text: str | None, why: str) -> None:
     with pytest.raises(JudgeAnswerRejected, match=re.escape(why)):
@@ -313,55 +311,6 @@ def test_judge_temperature_is_an_option_and_checked(serve) -> None:
     assert explainer(server, judge_temperature="0.3").judge_explainer().options.temperature == 0.3
     with pytest.raises(ConfigError, match="judge_temperature"):
         explainer(server, judge_temperature="-1")
-
-
-def test_verdicts_document_every_question() -> None:
-    v = Verdict("detect", None, "empty answer", calls=2)
-    assert (v.task, v.answer, v.failure, v.calls, v.cached) == ("detect", None, "empty answer", 2, False)
-
-
-# --- the suite, as a user runs it ------------------------------------------------------------------
-
-def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_consistency(
-        serve, tmp_path) -> None:
-    """``python benchmarks/quality.py --explainer openai:/gpt-4o`` against a loopback server."""
-    server = serve("openai", "gpt-4o")
-    server.judge = lambda seen: ('{"grid": 1}' if "Which grid" in seen.text
-                                 else '{"direction": "forward"}')
-    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "OPENAI_BASE_URL": server.url,
-           "OPENAI_API_KEY": KEY, "LEXFLOW_CACHE_DIR": str(tmp_path / "cache")}
-    proc = subprocess.run(
-        [sys.executable, "benchmarks/quality.py", "--family", "dsprites", "--epochs", "1", "--n", "256",
-         "--eval-n", "300", "--explainer", "measure", "--explainer", "openai:/gpt-4o", "--json"],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert KEY not in proc.stdout + proc.stderr
-    runs = {r["explainer"]: r for r in json.loads(proc.stdout)["runs"]}
-    measure = runs["measure"]["variants"][0]
-    assert measure["judge"] == SELF_CONSISTENCY
-    full = next(v for v in runs["openai:/gpt-4o"]["variants"] if v["variant"] == "full")
-    assert full["judge"] == FROM_GRIDS and full["judge_unavailable"] == 0
-    assert full["explained"] > 0 and full["judge_asked"] > 0
-    # a judge that always picks grid 1 and always says "forward": chance and one half, exactly
-    assert full["detection"] == pytest.approx(full["detection_chance"])
-    assert (full["direction"], full["direction_coverage"]) == (0.5, 1.0)
-    judged = [s for s in server.calls if s.latent is None]
-    assert judged and all(s.body.get("response_format") for s in judged)
-
-
-def test_markdown_table_labels_what_judged() -> None:
-    from lexflow.quality.suite import FamilyRun, VariantResult, markdown_table
-
-    def variant(judge: str, unanswered: int) -> VariantResult:
-        return VariantResult("dsprites", "x", "full", (), 1.0, 2, 1.0, 0.5, 0.25, 1.0, 1.0, 2,
-                             judge=judge, judge_asked=12, judge_unavailable=unanswered)
-
-    table = markdown_table([FamilyRun("dsprites", "x", [variant(SELF_CONSISTENCY, 0),
-                                                        variant(FROM_GRIDS, 3)])])
-    rows = table.splitlines()
-    assert "| judged |" in rows[0]
-    assert "| self-consistency |" in rows[2]
-    assert "| from grids (3 of 12 unanswered) |" in rows[3]
 
 
 # --- the local transformers explainer --------------------------------------------------------------

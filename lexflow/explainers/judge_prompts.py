@@ -167,6 +167,8 @@ def read_detection(text: str | None, n: int) -> int:
         value = obj.get("grid", obj.get("image", obj.get("answer")))
         if isinstance(value, bool) or value is None:
             raise JudgeAnswerRejected(f"no grid number in the answer: {excerpt(text)}")
+        if isinstance(value, float) and value.is_integer():
+            value = int(value)
         numbers = [value] if isinstance(value, int) else re.findall(r"\d+", str(value))
     else:
         numbers = re.findall(r"(?<![\w.-])\d+(?!\w|\.\d)", text)
