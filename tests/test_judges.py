@@ -217,7 +217,10 @@ def test_a_perfect_judge_scores_perfectly_through_each_wire_format(serve, views,
     assert (detection, chance, direction, coverage) == (1.0, 0.25, 1.0, 1.0)
     asks = server.calls
     assert len(asks) == 4 * 4 + 4 * 2 and len(ex.judge_verdicts) == len(asks)
+    prompts = {detection_prompt(t, [b""] * 4).text for t in texts.values()}
+    prompts |= {direction_prompt(t, b"").text for t in texts.values()}
     for seen in asks:
+        assert seen.text in prompts  # the exact prompt text arrived, in one piece
         detect = "Which grid" in seen.text
         assert len(seen.images) == (4 if detect else 1)
         assert all(img.startswith(b"\x89PNG") for img in seen.images)
@@ -283,7 +286,7 @@ def test_failed_questions_count_as_misses_and_all_failed_is_unavailable(serve, v
     assert all("HTTP 400" in v.failure for v in ex.judge_verdicts[-8:])
 
 
-def test_keys_never_reach_prompts_failures_or_the_cache(serve, views, tmp_path) -> None:
+def test_keys_never_reach_prompts_failures_logs_or_the_cache(serve, views, tmp_path, caplog) -> None:
     server = serve("openai")
     server.judge = lambda seen: json.dumps({"direction": "forward", "note": KEY})
     ex = explainer(server, cache=str(tmp_path / "answers"))
@@ -295,9 +298,21 @@ def test_keys_never_reach_prompts_failures_or_the_cache(serve, views, tmp_path) 
     assert ex.direction(leaky, views.forward[0]) == 1  # from the cache: no second call
     assert len(server.calls) == 1 and ex.judge_verdicts[-1].cached
 
-    server.script[None] = [f"text:I am sorry, I cannot answer with {KEY}"]
-    assert ex.direction("As z_1 increases, something.", views.forward[1]) is None
-    assert KEY not in ex.judge_verdicts[-1].failure and "refusal" in ex.judge_verdicts[-1].failure
+    server.script[None] = [f"text:I am sorry, I cannot answer with {KEY}\x1b[2J"]
+    with caplog.at_level("WARNING", logger="lexflow.explainers"):
+        assert ex.direction("As z_1 increases, something.", views.forward[1]) is None
+    failure = ex.judge_verdicts[-1].failure
+    assert KEY not in failure and "refusal" in failure and "\x1b" not in failure
+    assert "no usable answer" in caplog.text and KEY not in caplog.text and "\x1b" not in caplog.text
+
+
+def test_a_judge_that_cannot_connect_is_unavailable_not_a_crash(views, texts, monkeypatch) -> None:
+    from conftest import free_port
+
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{free_port()}")  # nothing listens there
+    ex = get_explainer("ollama:/llava", {"cache": "none", "max_attempts": 2, **FAST})
+    assert ex.direction(texts[0], views.forward[0]) is None
+    assert "gave up after 2 attempts" in ex.judge_verdicts[-1].failure
 
 
 def test_measure_judges_its_own_evidence_and_says_so() -> None:

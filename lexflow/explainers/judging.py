@@ -147,7 +147,11 @@ class APIJudgeMixin(JudgeMixin):
     def ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:
         from lexflow.explainers.mllm import run_in_thread
 
-        return run_in_thread(lambda: self._ask_judge(prompt, read))
+        try:
+            return run_in_thread(lambda: self._ask_judge(prompt, read))
+        except Exception as exc:  # a client that cannot open, an SDK surprise: this question only
+            why = printable(self.redact(f"{type(exc).__name__}: {exc}"))[:300]
+            return Verdict(prompt.task, None, why)
 
     async def _ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:
         from lexflow.explainers.mllm import sample_seed
