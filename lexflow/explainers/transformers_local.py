@@ -301,14 +301,15 @@ class TransformersExplainer(JudgeMixin, Explainer):
         import torch
 
         processor, model = self.load()
-        inputs = self.model_inputs(prompt).to(self.device)
-        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
-            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
-        prompt_len = int(inputs["input_ids"].shape[1])
-        try:
+        prompt_len = 0
+        try:  # several images may not fit the model's processor or context: this question fails
+            inputs = self.model_inputs(prompt).to(self.device)
+            if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+                inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+            prompt_len = int(inputs["input_ids"].shape[1])
             with torch.inference_mode():
                 out = model.generate(**inputs, do_sample=False, max_new_tokens=JUDGE_NEW_TOKENS)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, TypeError) as exc:
             return Verdict(prompt.task, None, f"generation failed: {type(exc).__name__}: {exc}"[:300],
                            calls=1, input_tokens=prompt_len)
         new = out[:, prompt_len:]
