@@ -36,6 +36,7 @@ from lexflow.explainers.answers import Answer, AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.explainers.faults import CallFailed, classify
 from lexflow.explainers.grounding import contradictions, evidence_summary
+from lexflow.explainers.judging import APIJudgeMixin
 from lexflow.explainers.pricing import (
     ESTIMATED_OUTPUT_TOKENS,
     cost_usd,
@@ -78,6 +79,8 @@ class MLLMOptions:
             process-wide). prompt_bias: use this bias's template instead of the request's.
         price_input, price_output: USD per million tokens, overriding the price table.
         dry_run: build without an API key (nothing will be sent).
+        judge_temperature: sampling temperature of the quality suite's judge questions
+            (lexflow.explainers.judging); 0 asks for the most likely answer.
     """
 
     concurrency: int = 8
@@ -96,6 +99,7 @@ class MLLMOptions:
     price_input: float | None = None
     price_output: float | None = None
     dry_run: bool = False
+    judge_temperature: float = 0.0
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], scheme: str) -> MLLMOptions:
@@ -121,6 +125,8 @@ class MLLMOptions:
                 problems.append(f"option {name!r} must be > 0; got {getattr(opts, name)!r}")
         if opts.backoff < 0 or opts.max_backoff < 0:
             problems.append("options 'backoff' and 'max_backoff' must be >= 0")
+        if opts.judge_temperature < 0:
+            problems.append(f"option 'judge_temperature' must be >= 0; got {opts.judge_temperature!r}")
         if problems:
             raise ConfigError(f"Explainer {scheme}: " + "; ".join(problems) + ".")
         return opts
@@ -194,8 +200,11 @@ def run_in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
     return out["value"]
 
 
-class MLLMExplainer(Explainer):
+class MLLMExplainer(APIJudgeMixin, Explainer):
     """Base of the MLLM explainers; subclasses implement the ``open_client``/``call`` hooks.
+
+    Every one is also a judge for the quality suite (``detect``/``direction``, from
+    :class:`~lexflow.explainers.judging.APIJudgeMixin`), through the same hooks.
 
     Attributes:
         model: the model name from the URI. base_url: the server, or None for the provider's.
