@@ -34,7 +34,7 @@ from typing import Any
 
 from lexflow import names, tracking
 from lexflow.config import ExplainConfig
-from lexflow.evidence import Evidence, PropertyChange
+from lexflow.evidence import Evidence, PropertyChange, RegionChange
 from lexflow.explainers.base import ExplainResponse
 
 # Options that change how fast a run goes, not what it computes: not part of the key.
@@ -110,9 +110,14 @@ def evidence_from_dict(d: dict[str, Any]) -> Evidence:
                        per_row=tuple(p["per_row"]), score=p["score"], agreement=p["agreement"])
         for name, p in d["properties"].items()
     )
+    changes = tuple(
+        RegionChange(**{**c, "per_row": tuple(c["per_row"]), "start_names": tuple(c["start_names"]),
+                        "end_names": tuple(c["end_names"])})
+        for c in d.get("changes", ())
+    )
     return Evidence(index=int(d["index"]), active=bool(d["active"]),
                     total_change=float(d["total_change"]), step_change=tuple(d["step_change"]),
-                    region=str(d["region"]), properties=props)
+                    region=str(d["region"]), properties=props, changes=changes)
 
 
 def _png(b64: str) -> bytes:
