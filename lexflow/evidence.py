@@ -92,7 +92,9 @@ class Evidence:
         properties: every property of the foreground taken as one blob, highest score first.
         changes: every property of every part of the scene (lexflow.scenes: the object, each of
             several objects, the wall, the floor, the background, the horizon), highest score
-            first; empty for evidence saved before parts were measured.
+            first; only those that move in some row (lexflow.scenes.KEPT_SCORE).
+        parts_measured: True when ``changes`` was measured (False for evidence saved by an
+            earlier version, which the measure explainer then reads the old way).
     """
 
     index: int
@@ -102,6 +104,7 @@ class Evidence:
     region: str
     properties: tuple[PropertyChange, ...]
     changes: tuple[RegionChange, ...] = ()
+    parts_measured: bool = False
 
     def moved(self, min_score: float = 1.0) -> list[PropertyChange]:
         """Properties that clearly move, most first."""
@@ -251,4 +254,4 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
     out.sort(key=lambda p: -p.score)
     changes = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
     return Evidence(index, total >= INACTIVE_CHANGE, total,
-                    tuple(float(v) for v in step_change), region, tuple(out), changes)
+                    tuple(float(v) for v in step_change), region, tuple(out), changes, True)

@@ -39,7 +39,8 @@ MIN_RAMP = 0.05  # the soft weight never rises from 0 to 1 over less colour dist
 MIN_OBJECT_AREA = 0.006  # an object covers at least this fraction of the image...
 MIN_OBJECT_SHARE = 0.2  # ...and at least this fraction of the largest object's area
 MAX_OBJECTS = 3  # objects measured one by one (largest first); more only count
-MIN_SATURATION = 0.2  # below this hue is undefined
+MIN_SATURATION = 0.2  # below this hue is undefined...
+MIN_VALUE = 0.15  # ...and below this brightness, hue and saturation are
 
 # (aspect limit, corner limit) -> names: see shape_names.
 ROUND_CORNERS = 0.14  # ellipse-fit residual below this: a round shape
@@ -157,6 +158,17 @@ def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarra
     }
 
 
+def _dilate(mask: np.ndarray) -> np.ndarray:
+    """Each frame's mask [M, H, W] grown by one pixel in all eight directions."""
+    wide = mask.copy()
+    wide[:, :, 1:] |= mask[:, :, :-1]
+    wide[:, :, :-1] |= mask[:, :, 1:]
+    out = wide.copy()
+    out[:, 1:] |= wide[:, :-1]
+    out[:, :-1] |= wide[:, 1:]
+    return out
+
+
 def _tilt(upper: np.ndarray, background: np.ndarray, free: np.ndarray) -> np.ndarray:
     """Horizon angle per frame (degrees, counter-clockwise positive) from column heights."""
     m, h, w = upper.shape
@@ -205,10 +217,9 @@ def analyse(images: np.ndarray) -> Scene:
     # Objects: components of the closed mask, one 2-D labelling per frame in a single call.
     solid = weight >= 0.5
     plane = np.zeros((3, 3, 3), bool)
-    plane[1] = True
-    closed = ndimage.binary_dilation(solid, structure=plane) | solid
-    labels, n = ndimage.label(closed | (weight > 0) & ndimage.binary_dilation(closed, structure=plane),
-                              structure=plane)
+    plane[1] = True  # 8-connected within a frame, never across frames
+    closed = _dilate(solid)
+    labels, n = ndimage.label(closed | ((weight > 0) & _dilate(closed)), structure=plane)
     frame_of = np.zeros(n + 1, np.int64)
     frame_of[labels.ravel()] = np.repeat(np.arange(m), h * w)
     solid_area = np.bincount(labels.ravel(), weights=solid.ravel(), minlength=n + 1)
@@ -269,6 +280,7 @@ NOTABLE: dict[str, tuple[float, str]] = {
 }
 MIN_ANISOTROPY = 0.15  # below this the orientation of a blob is undefined
 STROKE = 0.85  # an object whose stroke width / extent falls below this in a row is drawn in strokes
+KEPT_SCORE = 0.25  # changes whose every row scores below this are not kept
 PLACES = {2: ("left", "right"), 3: ("left", "middle", "right")}
 
 
@@ -346,7 +358,9 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.nd
         d = np.diff(p["doubled_angle"], axis=1)
         rot = np.degrees(((d + np.pi) % (2 * np.pi) - np.pi).sum(axis=1)) / 2.0
         out["rotation"] = np.where(oriented, rot, 0.0)
-        coloured = (p["saturation"] >= MIN_SATURATION).all(axis=1)
+        lit = (p["brightness"] >= MIN_VALUE).all(axis=1)
+        coloured = lit & (p["saturation"] >= MIN_SATURATION).all(axis=1)
+        out["saturation"] = np.where(lit, out["saturation"], 0.0)
         out["hue"] = np.where(coloured, _circular_change(p["hue"]), 0.0)
         # Strokes (a glyph) have a thickness but no corners or elongation worth naming; their
         # outline change is what is left when the glyph itself changes.
@@ -399,7 +413,8 @@ EACH_PROPERTIES = ("x", "y", "scale", "hue", "brightness")
 
 
 def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange, ...]:
-    """Every part's property changes for frames ordered [rows, steps], highest score first."""
+    """Every part's property changes for frames ordered [rows, steps], highest score first
+    (those that move in some row by at least KEPT_SCORE of their notable amount)."""
     def grid(a: np.ndarray) -> np.ndarray:
         return a.reshape(rows, steps, *a.shape[1:])
 
@@ -424,15 +439,20 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
         ("background", scene.upper_rgb),)
     for part, colour in parts:
         hue, sat, val = (grid(a) for a in rgb_to_hsv(colour))
-        coloured = (sat >= MIN_SATURATION).all(axis=1)
+        lit = (val >= MIN_VALUE).all(axis=1)
+        coloured = lit & (sat >= MIN_SATURATION).all(axis=1)
         out.append(_summarise(part, "background", "hue",
                               np.where(coloured, _circular_change(hue), 0.0), hue,
                               np.vectorize(hue_name)(hue)))
-        out.append(_summarise(part, "background", "saturation", sat[:, -1] - sat[:, 0], sat))
+        out.append(_summarise(part, "background", "saturation",
+                              np.where(lit, sat[:, -1] - sat[:, 0], 0.0), sat))
         out.append(_summarise(part, "background", "brightness", val[:, -1] - val[:, 0], val))
     if two_tone:
         tilt = grid(scene.tilt)
         change = np.where(np.isfinite(tilt[:, 0]) & np.isfinite(tilt[:, -1]), tilt[:, -1] - tilt[:, 0], 0.0)
         out.append(_summarise("scene", "scene", "tilt", change, tilt))
+    # Keep the record small (it is written per latent): a change that no row moves by a quarter
+    # of its notable amount is left out, and reads as "did not move".
+    out = [c for c in out if np.abs(c.row_scores()).max() >= KEPT_SCORE]
     out.sort(key=lambda c: -c.score)
     return tuple(out)

@@ -132,7 +132,9 @@ def _suppressed(change: RegionChange, clear: set[tuple[str, str]], several: bool
     return False
 
 
-def _scene_answers(changes: tuple[RegionChange, ...]) -> list[str]:
+def _scene_answers(changes: tuple[RegionChange, ...], rows: int) -> list[str]:
+    if not changes:
+        return [""] * rows
     scores = np.stack([c.row_scores() for c in changes])  # [changes, rows]
     several = any(c.part.endswith(" object") for c in changes)
     answers = []
@@ -154,8 +156,8 @@ def _scene_answers(changes: tuple[RegionChange, ...]) -> list[str]:
 
 def row_answers(evidence: Evidence) -> list[str]:
     """One answer per row of a traversal: what clearly moves in that row, and where."""
-    if evidence.changes:
-        return _scene_answers(evidence.changes)
+    if evidence.parts_measured:
+        return _scene_answers(evidence.changes, len(evidence.properties[0].per_row))
     props = list(evidence.properties)
     scores = np.stack([p.row_scores() for p in props])  # [properties, rows]
     answers = []
