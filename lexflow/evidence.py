@@ -252,6 +252,6 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
         out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
                                   score, agreement))
     out.sort(key=lambda p: -p.score)
-    changes = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
+    parts = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
     return Evidence(index, total >= INACTIVE_CHANGE, total,
-                    tuple(float(v) for v in step_change), region, tuple(out), changes, True)
+                    tuple(float(v) for v in step_change), region, tuple(out), parts, True)

@@ -37,7 +37,7 @@ SPLIT = 0.1  # top and bottom colours further apart than this (max channel) = tw
 BG_TOLERANCE = 0.05  # colour distance (max channel) below which a pixel is background
 MIN_RAMP = 0.05  # the soft weight never rises from 0 to 1 over less colour distance than this
 MIN_OBJECT_AREA = 0.006  # an object covers at least this fraction of the image...
-MIN_OBJECT_SHARE = 0.2  # ...and at least this fraction of the largest object's area
+MIN_OBJECT_SHARE = 0.35  # ...and at least this fraction of the largest object's area
 MAX_OBJECTS = 3  # objects measured one by one (largest first); more only count
 MIN_SATURATION = 0.2  # below this hue is undefined...
 MIN_VALUE = 0.15  # ...and below this brightness, hue and saturation are
@@ -145,9 +145,9 @@ def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarra
     colour = np.stack([total(w2 * rgb[:, ch].reshape(-1)[flat])
                        for ch in range(3)], axis=1) / core[:, None]
     hue, sat, val = rgb_to_hsv(colour)
-    ring = np.flatnonzero(group > 0)  # the edge runs over the pixels just outside the shape too
-    perimeter = np.bincount(group.reshape(-1)[ring], weights=edge.reshape(-1)[ring], minlength=n + 1)[1:]
-    perimeter = perimeter + 1e-9
+    near = np.flatnonzero(group > 0)  # the edge runs over the pixels just outside the shape too
+    perimeter = 1e-9 + np.bincount(group.reshape(-1)[near], weights=edge.reshape(-1)[near],
+                                   minlength=n + 1)[1:].astype(np.float64)
     return {
         "x": cx / max(w - 1, 1), "y": cy / max(h - 1, 1), "area": mass / (h * w),
         "extent": np.sqrt(trace), "width": 2.0 * mass / perimeter,
@@ -338,8 +338,13 @@ def _circular_change(series: np.ndarray) -> np.ndarray:
     return ((d + 0.5) % 1.0 - 0.5).sum(axis=-1)
 
 
-def _row_props(p: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.ndarray]:
-    """Signed first -> last change per row of one object's properties ([rows, steps] arrays)."""
+def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
+               single: np.ndarray) -> dict[str, np.ndarray]:
+    """Signed first -> last change per row of one object's properties ([rows, steps] arrays).
+
+    ``present``: the object is there, per frame; ``single``: per row, it is one object at both
+    ends (the outline of several objects taken together is no shape).
+    """
     ok = present[:, 0] & present[:, -1]
     first, last = (slice(None), 0), (slice(None), -1)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -370,6 +375,8 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray) -> dict[str, np.nd
         out["thickness"] = np.where(strokes, out["thickness"], 0.0)
         out["corners"] = np.where(strokes, 0.0, out["corners"])
         out["aspect"] = np.where(strokes, 0.0, out["aspect"])
+        for key in ("corners", "aspect", "outline", "thickness", "rotation"):
+            out[key] = np.where(single, out[key], 0.0)
     return {k: np.where(ok & np.isfinite(v), v, 0.0) for k, v in out.items()}
 
 
@@ -392,9 +399,9 @@ def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.
                         agreement, start_names, end_names)
 
 
-def _object_changes(part: str, p: dict[str, np.ndarray], present: np.ndarray,
+def _object_changes(part: str, p: dict[str, np.ndarray], present: np.ndarray, single: np.ndarray,
                     props: tuple[str, ...]) -> list[RegionChange]:
-    changes = _row_props(p, present)
+    changes = _row_props(p, present, single)
     hue_names = np.vectorize(hue_name)(p["hue"]) if "hue" in props else None
     shapes = shape_names(p["aspect"], p["corners"])
     series = {"scale": p["area"], "rotation": np.degrees(p["doubled_angle"]) / 2.0,
@@ -422,8 +429,14 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
     count = grid(scene.count)
     present = count > 0
     obj = {k: grid(v) for k, v in scene.obj.items()}
-    out += _object_changes("object", obj, present, OBJECT_PROPERTIES)
-    out.append(_summarise("objects", "object", "count", (count[:, -1] - count[:, 0]).astype(float),
+    single = (count[:, 0] == 1) & (count[:, -1] == 1)
+    out += _object_changes("object", obj, present, single, OBJECT_PROPERTIES)
+    # A count changes when both ends hold steady (two frames each): a blurry blob that splits
+    # for one frame is no new object.
+    steady = (count[:, :2].min(axis=1) == count[:, :2].max(axis=1)) & (
+        count[:, -2:].min(axis=1) == count[:, -2:].max(axis=1))
+    out.append(_summarise("objects", "object", "count",
+                          np.where(steady, count[:, -1] - count[:, 0], 0).astype(float),
                           count.astype(float), count.astype(str)))
 
     # Several objects, the same number in every frame: each one by its place, left to right.
@@ -431,7 +444,7 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
     if n == int(count.max()) and n in PLACES:
         for k, place in enumerate(PLACES[n]):
             p = {key: grid(v[:, k]) for key, v in scene.each.items()}
-            for c in _object_changes(f"{place} object", p, present, EACH_PROPERTIES):
+            for c in _object_changes(f"{place} object", p, present, single, EACH_PROPERTIES):
                 out.append(c)
 
     two_tone = bool(np.mean(scene.two_tone) >= 0.5)

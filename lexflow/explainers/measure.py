@@ -27,6 +27,7 @@ from lexflow.scenes import HUE_NAMES, hue_name
 __all__ = ["HUE_NAMES", "MeasureExplainer", "hue_name", "phrase", "row_answers", "scene_phrase"]
 
 SECOND_PROPERTY_RATIO = 0.6  # name a second property when it moves at least this much as the first
+NAMES_AGREE = 0.75  # colours are named when this share of the changing rows name the same ones
 
 
 def phrase(prop: PropertyChange, sign: float) -> str:
@@ -76,12 +77,30 @@ def _colour_change(a: str, b: str) -> str:
     return f"changes colour from {a} to {b}" if a and b and a != b else "changes colour"
 
 
+def _agreed_names(change: RegionChange) -> tuple[str, str] | None:
+    """The (start, end) colour names most rows that clearly change share, or None.
+
+    Base samples start from different colours; naming each row's own colours would make rows
+    that agree on *what* changes look as if they disagree, so colours are named only when at
+    least NAMES_AGREE of the clearly changing rows name the same pair.
+    """
+    scores = np.abs(change.row_scores())
+    pairs = [(a, b) for a, b, s in zip(change.start_names, change.end_names, scores, strict=True)
+             if s >= 1.0]
+    if not pairs:
+        return None
+    best = max(set(pairs), key=pairs.count)
+    return best if pairs.count(best) >= NAMES_AGREE * len(pairs) else None
+
+
 def scene_phrase(change: RegionChange, row: int, sign: float) -> str:
     """The words for one part's property moving with sign ``sign`` in row ``row``."""
     up = sign > 0
     prop, part = change.property, change.part
     a = change.start_names[row] if change.start_names else ""
     b = change.end_names[row] if change.end_names else ""
+    if prop == "hue":
+        a, b = _agreed_names(change) or ("", "")
     if change.role == "background":
         where = PART_NAMES[part]
         if prop == "hue":
@@ -95,7 +114,7 @@ def scene_phrase(change: RegionChange, row: int, sign: float) -> str:
         return f"{'increases' if up else 'decreases'} the number of objects from {a} to {b}"
     if part == "object":
         if prop == "hue":
-            return f"changes the object's colour from {a} to {b}" if a != b else "changes the object's colour"
+            return f"changes the object's colour from {a} to {b}" if a and a != b else "changes the object's colour"
         if prop in ("corners", "aspect") and a and b and a != b:
             return f"turns the {a} into {_article(b)} {b}"
         return _object_words(prop, up)
@@ -127,15 +146,35 @@ def _suppressed(change: RegionChange, clear: set[tuple[str, str]], several: bool
             return True  # thicker strokes cover more area
         if ("object", "hue") in clear and prop in ("saturation", "brightness"):
             return True
-    if change.role == "background" and prop != "hue" and (part, "hue") in clear:
-        return True
-    return False
+    return change.role == "background" and prop != "hue" and (part, "hue") in clear
 
 
-def _scene_answers(changes: tuple[RegionChange, ...], rows: int) -> list[str]:
+def majority_signs(evidence: Evidence) -> dict[tuple[str, str], int]:
+    """(part, property) -> the sign most rows that clearly move it share; 0 when no majority.
+
+    A latent that controls a property moves it the same way from every base sample; one that
+    moves it left in some rows and right in others does not control it, whatever each row shows.
+    """
+    out = {}
+    for c in evidence.changes:
+        if c.property == "hue":
+            continue  # a hue has no up and down: rows may reach the same colour either way round
+        signs = np.sign(c.row_scores()[np.abs(c.row_scores()) >= 1.0])
+        up, down = int((signs > 0).sum()), int((signs < 0).sum())
+        out[(c.part, c.property)] = 0 if up == down else (1 if up > down else -1)
+    return out
+
+
+def _scene_answers(changes: tuple[RegionChange, ...], rows: int,
+                   signs: dict[tuple[str, str], int]) -> list[str]:
     if not changes:
         return [""] * rows
     scores = np.stack([c.row_scores() for c in changes])  # [changes, rows]
+    # A row's move against the latent's majority direction is not the latent's effect.
+    with_majority = np.array([[c.property == "hue" or signs.get((c.part, c.property), 0) * v > 0
+                               for v in row_scores]
+                              for c, row_scores in zip(changes, scores, strict=True)])
+    scores = np.where(with_majority, scores, 0.0)
     several = any(c.part.endswith(" object") for c in changes)
     answers = []
     for r in range(scores.shape[1]):
@@ -154,10 +193,16 @@ def _scene_answers(changes: tuple[RegionChange, ...], rows: int) -> list[str]:
     return answers
 
 
-def row_answers(evidence: Evidence) -> list[str]:
-    """One answer per row of a traversal: what clearly moves in that row, and where."""
+def row_answers(evidence: Evidence, signs: dict[tuple[str, str], int] | None = None) -> list[str]:
+    """One answer per row of a traversal: what clearly moves in that row, and where.
+
+    ``signs``: the direction each part's property takes in most rows (:func:`majority_signs`,
+    of ``evidence`` itself by default; the comparison rows use the main rows' directions).
+    """
     if evidence.parts_measured:
-        return _scene_answers(evidence.changes, len(evidence.properties[0].per_row))
+        if signs is None:
+            signs = majority_signs(evidence)
+        return _scene_answers(evidence.changes, len(evidence.properties[0].per_row), signs)
     props = list(evidence.properties)
     scores = np.stack([p.row_scores() for p in props])  # [properties, rows]
     answers = []
@@ -187,7 +232,8 @@ class MeasureExplainer(Explainer):
         return cls("measure")
 
     def explain(self, request: ExplainRequest) -> ExplainResponse:
-        answers = row_answers(request.evidence)
+        signs = majority_signs(request.evidence)
+        answers = row_answers(request.evidence, signs)
         if request.comparison_evidence is not None:
-            answers += row_answers(request.comparison_evidence)
+            answers += row_answers(request.comparison_evidence, signs)
         return ExplainResponse(request.index, tuple(answers))
