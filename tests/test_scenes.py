@@ -192,3 +192,27 @@ def test_a_wrong_part_is_scored_wrong() -> None:
     assert "object_hue" not in s3.named_factors(wall) and "floor_hue" not in s3.named_factors(wall)
     floor = "the floor (lower part of the scene) changes colour"
     assert "wall_hue" not in s3.named_factors(floor)
+
+
+def test_moves_in_opposite_directions_are_not_the_latents_effect() -> None:
+    def make(v: float, r: int) -> np.ndarray:
+        image = np.zeros((3, SIZE, SIZE), np.float32)
+        x = v if r % 2 == 0 else 32 - v  # even rows move right, odd rows left
+        paint(image, disc(x, 16, 4), colour(0.6))
+        return image
+
+    frames = np.stack([np.stack([make(v, r) for v in np.linspace(10, 22, STEPS)]) for r in range(4)])
+    assert row_answers(measure_traversal(0, frames.astype(np.float32))) == [""] * 4
+
+
+def test_evidence_saved_before_parts_were_measured_is_read_the_old_way() -> None:
+    def make(v: float, r: int) -> np.ndarray:
+        image = np.zeros((3, SIZE, SIZE), np.float32)
+        paint(image, disc(v, 12 + 3 * r, 4), colour(0.6))
+        return image
+
+    doc = measure_traversal(0, traversal(make, np.linspace(10, 22, STEPS))).to_dict()
+    del doc["changes"], doc["parts_measured"]
+    old = evidence_from_dict(doc)
+    assert not old.parts_measured and old.changes == ()
+    assert row_answers(old) == ["moves the object from left to right"] * ROWS
