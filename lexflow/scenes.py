@@ -333,6 +333,14 @@ def hue_name(hue: float) -> str:
     return min(HUE_NAMES, key=lambda item: abs(item[0] - hue))[1]
 
 
+def _hue_names(hue: np.ndarray) -> np.ndarray:
+    """:func:`hue_name` of every element."""
+    anchors = np.array([h for h, _ in HUE_NAMES])
+    names = np.array([n for _, n in HUE_NAMES])
+    finite = np.where(np.isfinite(hue), hue, 0.0) % 1.0
+    return names[np.abs(finite[..., None] - anchors).argmin(axis=-1)]
+
+
 def _circular_change(series: np.ndarray) -> np.ndarray:
     d = np.diff(series, axis=-1)
     return ((d + 0.5) % 1.0 - 0.5).sum(axis=-1)
@@ -381,8 +389,12 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
 
 
 def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.ndarray,
-               names: np.ndarray | None = None) -> RegionChange:
+               names: np.ndarray | None = None) -> RegionChange | None:
+    """The change, or None when no row moves it by KEPT_SCORE of its notable amount (the record
+    is written per latent; a change left out reads as "did not move")."""
     notable, unit = NOTABLE[prop]
+    if not np.abs(per_row).max(initial=0.0) >= KEPT_SCORE * notable:
+        return None
     median = float(np.median(per_row))
     score = float(np.median(np.abs(per_row)) / notable)
     agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
@@ -400,9 +412,9 @@ def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.
 
 
 def _object_changes(part: str, p: dict[str, np.ndarray], present: np.ndarray, single: np.ndarray,
-                    props: tuple[str, ...]) -> list[RegionChange]:
+                    props: tuple[str, ...]) -> list[RegionChange | None]:
     changes = _row_props(p, present, single)
-    hue_names = np.vectorize(hue_name)(p["hue"]) if "hue" in props else None
+    hue_names = _hue_names(p["hue"])
     shapes = shape_names(p["aspect"], p["corners"])
     series = {"scale": p["area"], "rotation": np.degrees(p["doubled_angle"]) / 2.0,
               "thickness": p["width"], "outline": p["corners"]}
@@ -425,7 +437,7 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
     def grid(a: np.ndarray) -> np.ndarray:
         return a.reshape(rows, steps, *a.shape[1:])
 
-    out: list[RegionChange] = []
+    out: list[RegionChange | None] = []
     count = grid(scene.count)
     present = count > 0
     obj = {k: grid(v) for k, v in scene.obj.items()}
@@ -456,7 +468,7 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
         coloured = lit & (sat >= MIN_SATURATION).all(axis=1)
         out.append(_summarise(part, "background", "hue",
                               np.where(coloured, _circular_change(hue), 0.0), hue,
-                              np.vectorize(hue_name)(hue)))
+                              _hue_names(hue)))
         out.append(_summarise(part, "background", "saturation",
                               np.where(lit, sat[:, -1] - sat[:, 0], 0.0), sat))
         out.append(_summarise(part, "background", "brightness", val[:, -1] - val[:, 0], val))
@@ -464,8 +476,6 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
         tilt = grid(scene.tilt)
         change = np.where(np.isfinite(tilt[:, 0]) & np.isfinite(tilt[:, -1]), tilt[:, -1] - tilt[:, 0], 0.0)
         out.append(_summarise("scene", "scene", "tilt", change, tilt))
-    # Keep the record small (it is written per latent): a change that no row moves by a quarter
-    # of its notable amount is left out, and reads as "did not move".
-    out = [c for c in out if np.abs(c.row_scores()).max() >= KEPT_SCORE]
-    out.sort(key=lambda c: -c.score)
-    return tuple(out)
+    kept = [c for c in out if c is not None]
+    kept.sort(key=lambda c: -c.score)
+    return tuple(kept)
