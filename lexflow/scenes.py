@@ -274,7 +274,7 @@ NOTABLE: dict[str, tuple[float, str]] = {
     "corners": (0.06, "ellipse-fit residual"),
     "aspect": (0.25, "log axis ratio"),
     "thickness": (0.25, "log stroke width over extent"),
-    "outline": (0.06, "ellipse-fit residual"),
+    "outline": (0.3, "log ellipse-fit residual ratio"),
     "tilt": (10.0, "degrees"),
     "count": (1.0, "objects"),
 }
@@ -379,7 +379,8 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
         # outline change is what is left when the glyph itself changes.
         slim = p["width"] / p["extent"]
         strokes = np.where(np.isfinite(slim), slim, np.inf).min(axis=1) < STROKE
-        out["outline"] = np.where(strokes, out["corners"], 0.0)
+        outline = np.log(np.maximum(p["corners"][last], 1e-3) / np.maximum(p["corners"][first], 1e-3))
+        out["outline"] = np.where(strokes, outline, 0.0)
         out["thickness"] = np.where(strokes, out["thickness"], 0.0)
         out["corners"] = np.where(strokes, 0.0, out["corners"])
         out["aspect"] = np.where(strokes, 0.0, out["aspect"])

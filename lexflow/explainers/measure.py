@@ -141,8 +141,7 @@ def _suppressed(change: RegionChange, clear: set[tuple[str, str]], several: bool
             return True  # the whole scene turns, carrying the object with it
         if ("objects", "count") in clear:
             return True  # objects come or go: the measurements of all of them together mean little
-        if ("object", "thickness") in clear and prop in ("scale", "outline", "brightness", "rotation",
-                                                          "x", "y"):
+        if ("object", "thickness") in clear and prop in ("scale", "outline", "brightness", "rotation"):
             return True  # thicker strokes cover more area
         if ("object", "hue") in clear and prop in ("saturation", "brightness"):
             return True
@@ -189,6 +188,9 @@ def _scene_answers(changes: tuple[RegionChange, ...], rows: int,
         for k in ranked[1:2]:
             if abs(scores[k, r]) >= SECOND_PROPERTY_RATIO * abs(scores[first, r]):
                 parts.append(scene_phrase(changes[k], r, scores[k, r]))
+        if len(parts) == 2 and parts[1].startswith("moves the object from") and parts[0].startswith(
+                "moves the object from"):
+            parts = [parts[0], parts[1].removeprefix("moves the object ")]  # diagonal: one verb
         answers.append(" and ".join(dict.fromkeys(parts)))
     return answers
 
