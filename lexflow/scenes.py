@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MAX_SIDE = 64  # frames are block-averaged to at most this many pixels a side for the analysis
+FLAT = 0.06  # median colour distance (max channel) from a background's colour along its row
 SPLIT = 0.1  # top and bottom colours further apart than this (max channel) = two regions
 BG_TOLERANCE = 0.05  # colour distance (max channel) below which a pixel is background
 MIN_RAMP = 0.05  # the soft weight never rises from 0 to 1 over less colour distance than this
@@ -54,6 +55,8 @@ class Scene:
 
     Attributes:
         two_tone: the frame has an upper and a lower background region.
+        flat: the top and bottom rows are flat (within FLAT of their colours): there is a
+            background at all.
         upper_rgb, lower_rgb: [M, 3] colours of the upper and lower background ([0, 1]).
         tilt: degrees, the horizon's angle (counter-clockwise positive); NaN without a horizon.
         count: the number of objects.
@@ -63,6 +66,7 @@ class Scene:
     """
 
     two_tone: np.ndarray
+    flat: np.ndarray
     upper_rgb: np.ndarray
     lower_rgb: np.ndarray
     tilt: np.ndarray
@@ -201,6 +205,11 @@ def analyse(images: np.ndarray) -> Scene:
     mono = np.median(ring, axis=2)
     top = np.where(two[:, None], top, mono)
     bottom = np.where(two[:, None], bottom, mono)
+    # A background is flat: most of the top (bottom) row lies close to its colour.
+    def spread(pixels: np.ndarray, centre: np.ndarray) -> np.ndarray:
+        return np.median(np.abs(pixels - centre[:, :, None]).max(axis=1), axis=1)
+
+    flat = (spread(rgb[:, :, 0, :], top) <= FLAT) & (spread(rgb[:, :, -1, :], bottom) <= FLAT)
     seg = bottom - top
     length2 = np.maximum((seg**2).sum(axis=1), 1e-9)[:, None, None]
     t = np.clip(((rgb - top[:, :, None, None]) * seg[:, :, None, None]).sum(axis=1) / length2, 0, 1)
@@ -257,7 +266,7 @@ def analyse(images: np.ndarray) -> Scene:
 
     free = (weight.sum(axis=1) < 0.5)
     tilt = np.where(two, _tilt(upper, background, free), np.nan)
-    return Scene(two, top, bottom, tilt, count, obj, each)
+    return Scene(two, flat, top, bottom, tilt, count, obj, each)
 
 
 # --- how each part changes along a traversal -------------------------------------------------------
@@ -269,6 +278,7 @@ NOTABLE: dict[str, tuple[float, str]] = {
     "scale": (0.25, "log area ratio"),
     "rotation": (15.0, "degrees"),
     "hue": (0.08, "turns"),
+    "colour": (0.15, "RGB distance"),
     "saturation": (0.15, "saturation"),
     "brightness": (0.12, "intensity"),
     "corners": (0.06, "ellipse-fit residual"),
@@ -300,9 +310,9 @@ class RegionChange:
         score: median over rows of |change| / notable change; >= 1 means it clearly moves.
         agreement: fraction of rows whose change has the sign of the median change.
         start_names, end_names: per row, the name of the first and last state where there are
-            names: colour names for hue, the number of objects for count, else the object's
-            shape name (lexflow.scenes.shape_names); empty for background and scene parts
-            other than hue.
+            names: colour names for hue and colour ("" where a colour has no hue), the
+            number of objects for count, else the object's shape name
+            (lexflow.scenes.shape_names); empty for the scene's tilt.
     """
 
     part: str
@@ -464,15 +474,16 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
     parts = (("wall", scene.upper_rgb), ("floor", scene.lower_rgb)) if two_tone else (
         ("background", scene.upper_rgb),)
     for part, colour in parts:
-        hue, sat, val = (grid(a) for a in rgb_to_hsv(colour))
-        lit = (val >= MIN_VALUE).all(axis=1)
-        coloured = lit & (sat >= MIN_SATURATION).all(axis=1)
-        out.append(_summarise(part, "background", "hue",
-                              np.where(coloured, _circular_change(hue), 0.0), hue,
-                              _hue_names(hue)))
-        out.append(_summarise(part, "background", "saturation",
-                              np.where(lit, sat[:, -1] - sat[:, 0], 0.0), sat))
-        out.append(_summarise(part, "background", "brightness", val[:, -1] - val[:, 0], val))
+        # A background's colour is one thing to a viewer: hue, vividness and brightness together
+        # (a decoder often paints a new hue partly as a darker or paler one). Named by hue where
+        # both ends have one.
+        rgb = grid(colour)
+        hue, sat, val = rgb_to_hsv(rgb)
+        named = ((val >= MIN_VALUE) & (sat >= MIN_SATURATION)).all(axis=1)
+        names = np.where(named[:, None], _hue_names(hue), "")
+        distance = np.sqrt(((rgb[:, -1] - rgb[:, 0]) ** 2).sum(axis=-1))
+        distance = np.where(grid(scene.flat).all(axis=1), distance, 0.0)
+        out.append(_summarise(part, "background", "colour", distance, hue, names))
     if two_tone:
         tilt = grid(scene.tilt)
         change = np.where(np.isfinite(tilt[:, 0]) & np.isfinite(tilt[:, -1]), tilt[:, -1] - tilt[:, 0], 0.0)

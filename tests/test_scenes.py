@@ -156,7 +156,7 @@ def test_changes_round_trip_through_to_dict() -> None:
     frames = traversal(lambda v, r: scene(wall=v, floor=0.3, obj=0.15), RED_TO_BLUE)
     ev = measure_traversal(3, frames)
     doc = json.loads(json.dumps(ev.to_dict()))
-    assert doc["changes"][0]["part"] == "wall" and doc["changes"][0]["property"] == "hue"
+    assert doc["changes"][0]["part"] == "wall" and doc["changes"][0]["property"] == "colour"
     assert "x" in doc["properties"]  # the single-blob properties are still there
     assert evidence_from_dict(doc) == ev
 

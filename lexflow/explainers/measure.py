@@ -99,15 +99,11 @@ def scene_phrase(change: RegionChange, row: int, sign: float) -> str:
     prop, part = change.property, change.part
     a = change.start_names[row] if change.start_names else ""
     b = change.end_names[row] if change.end_names else ""
-    if prop == "hue":
+    if prop in ("hue", "colour"):
         a, b = _agreed_names(change) or ("", "")
     if change.role == "background":
         where = PART_NAMES[part]
-        if prop == "hue":
-            return f"{where} {_colour_change(a, b)}"
-        if prop == "brightness":
-            return f"{where} gets {'brighter' if up else 'darker'}"
-        return f"{where} gets {'more vivid' if up else 'more washed out'}"
+        return f"{where} {_colour_change(a, b)}"
     if part == "scene":
         return f"rotates the whole scene {'counter-clockwise' if up else 'clockwise'} (the horizon tilts)"
     if part == "objects":
@@ -145,7 +141,7 @@ def _suppressed(change: RegionChange, clear: set[tuple[str, str]], several: bool
             return True  # thicker strokes cover more area
         if ("object", "hue") in clear and prop in ("saturation", "brightness"):
             return True
-    return change.role == "background" and prop != "hue" and (part, "hue") in clear
+    return False
 
 
 def majority_signs(evidence: Evidence) -> dict[tuple[str, str], int]:
@@ -156,8 +152,8 @@ def majority_signs(evidence: Evidence) -> dict[tuple[str, str], int]:
     """
     out = {}
     for c in evidence.changes:
-        if c.property == "hue":
-            continue  # a hue has no up and down: rows may reach the same colour either way round
+        if c.property in ("hue", "colour"):
+            continue  # no up and down: rows may reach the same colour either way round
         signs = np.sign(c.row_scores()[np.abs(c.row_scores()) >= 1.0])
         up, down = int((signs > 0).sum()), int((signs < 0).sum())
         out[(c.part, c.property)] = 0 if up == down else (1 if up > down else -1)
@@ -170,7 +166,7 @@ def _scene_answers(changes: tuple[RegionChange, ...], rows: int,
         return [""] * rows
     scores = np.stack([c.row_scores() for c in changes])  # [changes, rows]
     # A row's move against the latent's majority direction is not the latent's effect.
-    with_majority = np.array([[c.property == "hue" or signs.get((c.part, c.property), 0) * v > 0
+    with_majority = np.array([[c.property in ("hue", "colour") or signs.get((c.part, c.property), 0) * v > 0
                                for v in row_scores]
                               for c, row_scores in zip(changes, scores, strict=True)])
     scores = np.where(with_majority, scores, 0.0)
