@@ -110,7 +110,8 @@ def scene_phrase(change: RegionChange, row: int, sign: float) -> str:
         return f"{'increases' if up else 'decreases'} the number of objects from {a} to {b}"
     if part == "object":
         if prop == "hue":
-            return f"changes the object's colour from {a} to {b}" if a and a != b else "changes the object's colour"
+            names = f" from {a} to {b}" if a and a != b else ""
+            return f"changes the object's colour{names}"
         if prop in ("corners", "aspect") and a and b and a != b:
             return f"turns the {a} into {_article(b)} {b}"
         return _object_words(prop, up)
