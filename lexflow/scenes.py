@@ -479,7 +479,7 @@ def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange
         # both ends have one.
         rgb = grid(colour)
         hue, sat, val = rgb_to_hsv(rgb)
-        named = ((val >= MIN_VALUE) & (sat >= MIN_SATURATION)).all(axis=1)
+        named = np.asarray(np.all((val >= MIN_VALUE) & (sat >= MIN_SATURATION), axis=1), dtype=bool)
         names = np.where(named[:, None], _hue_names(hue), "")
         distance = np.sqrt(((rgb[:, -1] - rgb[:, 0]) ** 2).sum(axis=-1))
         distance = np.where(grid(scene.flat).all(axis=1), distance, 0.0)
