@@ -18,14 +18,13 @@ import sys
 import tempfile
 from pathlib import Path
 
-
 PARAPHRASES = (
     ("moves the object from left to right", "shifts the shape rightward", "the sprite slides to the right",
      "horizontal position increases", "the figure travels across to the right side"),
     ("makes the object larger", "the shape grows", "increases the size of the sprite",
      "the figure becomes bigger", "scales the object up"),
-    ("changes the colour from red to blue", "the hue shifts towards blue", "the object turns from red to blue",
-     "recolours the shape blue", "the tint moves from warm to cool"),
+    ("changes the colour from red to blue", "the hue shifts towards blue",
+     "the object turns from red to blue", "recolours the shape blue", "the tint moves from warm to cool"),
     ("rotates the object clockwise", "the shape turns to the right", "spins the sprite clockwise",
      "the orientation of the figure rotates", "tilts the object around its centre"),
     ("moves the object from top to bottom", "shifts the shape downward", "the sprite drops lower",

@@ -109,18 +109,32 @@ def failure_in(output: str) -> str | None:
     return next((m for m in blocks.FAILURE_MARKERS if m in output), None)
 
 
+def write_page(page: Path, bodies: dict[str, str]) -> str:
+    """docs/benchmarks.md: the header, then one section per benchmark in PARTS order, holding the
+    new body where given and the page's previous block otherwise (nothing else survives)."""
+    old = {b.name: b.body for b in blocks.blocks(page.read_text(encoding="utf-8"))} if page.exists() else {}
+    sections = [PAGE_HEADER.rstrip("\n")]
+    for part in PARTS:
+        body = bodies.get(part.name, old.get(part.name))
+        if body is not None:
+            sections.append(f"## {part.title}\n\n<!-- bench:begin {part.name} -->\n{body.strip()}\n"
+                            f"<!-- bench:end {part.name} -->")
+    return "\n\n".join(sections) + "\n"
+
+
 def write_block(files: Sequence[Path], page: Path, part: Part, body: str) -> list[Path]:
-    """Replace ``part``'s blocks in ``files`` and ``page`` (adding a section to ``page``)."""
+    """Replace ``part``'s blocks in ``files`` and its section of ``page``; the files changed."""
     written = []
-    if not page.exists():
+    new_page = write_page(page, {part.name: body})
+    if not page.exists() or page.read_text(encoding="utf-8") != new_page:
         page.parent.mkdir(parents=True, exist_ok=True)
-        page.write_text(PAGE_HEADER, encoding="utf-8")
-    for path in dict.fromkeys([page, *files]):
+        page.write_text(new_page, encoding="utf-8")
+        written.append(page)
+    for path in files:
+        if path == page:
+            continue
         text = path.read_text(encoding="utf-8")
-        new, count = blocks.replace_block(text, part.name, body)
-        if count == 0 and path == page:
-            new = (text.rstrip("\n") + f"\n\n## {part.title}\n\n<!-- bench:begin {part.name} -->\n"
-                   f"{body}\n<!-- bench:end {part.name} -->\n")
+        new, _ = blocks.replace_block(text, part.name, body)
         if new != text:
             path.write_text(new, encoding="utf-8")
             written.append(path)
