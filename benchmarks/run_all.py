@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -191,9 +191,14 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(NAMES)}")
     p.add_argument("--skip", default="", help="comma-separated names to skip")
+    p.add_argument("--quality-seeds", default="",
+                   help="seeds of the quality suite instead of its default 0,1,2 (named in the block)")
     args = p.parse_args(argv)
     only, skip = _names(args.only), set(_names(args.skip))
     parts = [part for part in PARTS if (not only or part.name in only) and part.name not in skip]
+    if args.quality_seeds:
+        parts = [replace(part, args=(*part.args, "--seeds", args.quality_seeds))
+                 if part.name == "quality" else part for part in parts]
     files = [f for f in blocks.doc_files() if f != BENCHMARKS_PAGE]
     return 1 if run(parts, files, BENCHMARKS_PAGE) else 0
 

@@ -164,3 +164,18 @@ def test_a_built_wheel_ships_every_checkpoint(tmp_path: Path) -> None:
     shipped = ["lexflow/demo/checkpoint.pt",
                *(f"lexflow/families/checkpoints/{n}.pt" for n in FAMILY_NAMES)]
     assert [s for s in shipped if s not in names] == []
+
+
+def test_the_demo_model_is_never_silently_retrained(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    from lexflow.demo import train as demo_train
+
+    saved = torch.load(demo_train.CHECKPOINT, map_location="cpu", weights_only=True)
+    saved["config"] = {**saved["config"], "epochs": 999}
+    stale = tmp_path / "checkpoint.pt"
+    torch.save(saved, stale)
+    monkeypatch.setattr(demo_train, "CHECKPOINT", stale)
+    monkeypatch.setattr(demo_train, "train", lambda **k: pytest.fail("trained instead of failing"))
+    with pytest.raises(CheckpointError, match="was trained with .* Retrain it with: python -m "
+                                              "lexflow.demo.train"):
+        demo_train.load_or_train(path=stale, progress=False)
