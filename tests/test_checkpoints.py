@@ -56,8 +56,8 @@ def documented() -> dict[str, tuple[int, int, list[Row]]]:
         m = re.search(r"(\d+) latents, (\d+) active", section)
         assert m, section[:200]
         rows = [Row(int(c[0]), float(c[1]), c[2] == "yes", c[3], float(c[4]))
-                for c in (line.strip("|").split("|") for line in section.splitlines()
-                          if re.match(r"\| \d+ \|", line))]
+                for c in ([cell.strip() for cell in line.strip().strip("|").split("|")]
+                          for line in section.splitlines() if re.match(r"\| \d+ \|", line))]
         out[name] = (int(m.group(1)), int(m.group(2)), rows)
     return out
 
