@@ -49,7 +49,7 @@ def load_model(family: Any, seed: int, *, train: bool, progress: bool) -> tuple[
         if path.exists():
             model, meta = read_checkpoint(path, family, settings, seed)
             took = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
-            return model, f"{_where(path)} (training took {took})"
+            return model, f"{_where(path)} (training time: {took})"
     if not train:
         seeds = available_seeds(family)
         raise ConfigError(
