@@ -89,36 +89,40 @@ def outside_blocks(text: str) -> str:
     return pattern.sub(lambda m: m.group(1) + "\n" * m.group(3).count("\n") + m.group(4), text)
 
 
-def figures(text: str) -> list[tuple[int, str, str]]:
-    """(line number, figure as written, the line) for every figure in ``text``."""
-    out = []
-    for n, line in enumerate(text.splitlines(), 1):
-        for m in FIGURE.finditer(line):
-            out.append((n, m.group(0).strip(), line))
-    return out
+def _key(m: re.Match[str]) -> str:
+    """A figure as compared between prose and blocks: the unsigned value and its unit, no spaces
+    ("12.5 ms" and "12.5ms" are the same figure); a score after its name is just the value."""
+    if m.group(3) is not None:
+        return m.group(3)
+    return m.group(1).lstrip("+-") + m.group(2).strip()
 
 
-def _numbers(text: str) -> set[str]:
-    return {m.group(1) or m.group(3) for m in FIGURE.finditer(text)} | set(
-        re.findall(r"\d+(?:[.,]\d+)*", text))
+def _generated(text: str) -> set[str]:
+    """The figures a block holds: each number with its unit, and every decimal number (a score in
+    a table cell has no unit)."""
+    return {_key(m) for m in FIGURE.finditer(text)} | set(re.findall(r"\d+\.\d+", text))
 
 
 def hand_typed_figures(files: Iterable[Path]) -> list[str]:
-    """``path:line: figure`` for each figure outside blocks that no block holds and no spec explains."""
+    """``path:line: figure`` for each figure outside blocks that no block holds and no spec explains.
+
+    A figure outside the blocks passes only when the same value *with the same unit* is in some
+    block (the prose then quotes the generated figure) or the line states a setting, a target or a
+    test's assertion (:data:`SPEC_WORDS`).
+    """
     texts = {p: p.read_text(encoding="utf-8") for p in files}
     generated: set[str] = set()
     for text in texts.values():
         for b in blocks(text):
-            generated |= _numbers(b.body)
+            generated |= _generated(b.body)
     problems = []
     for path, text in texts.items():
-        for n, fig, line in figures(outside_blocks(text)):
-            number = FIGURE.match(fig)
-            value = ((number.group(1) or number.group(3)) if number else fig).lstrip("+-")
-            if value in generated or any(w in line.lower() for w in SPEC_WORDS):
-                continue
-            problems.append(f"{path.relative_to(ROOT) if path.is_relative_to(ROOT) else path}:{n}: "
-                            f"{fig!r} in: {line.strip()[:120]}")
+        for n, line in enumerate(outside_blocks(text).splitlines(), 1):
+            for m in FIGURE.finditer(line):
+                if _key(m) in generated or any(w in line.lower() for w in SPEC_WORDS):
+                    continue
+                where = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
+                problems.append(f"{where}:{n}: {m.group(0).strip()!r} in: {line.strip()[:120]}")
     return problems
 
 

@@ -92,6 +92,9 @@ def test_the_figure_check_is_strict_but_accepts_references_and_settings(tmp_path
                    encoding="utf-8")
     found = blocks.hand_typed_figures([doc])
     assert [f.split(": ", 1)[1].split(" in:")[0] for f in found] == ["'5.8x'", "'-5%'", "'AUROC 0.97'"]
+    # the block's value with another unit is not a reference to it
+    doc.write_text(DOC + "\nIt took 12.5 s.\n", encoding="utf-8")
+    assert len(blocks.hand_typed_figures([doc])) == 1
 
 
 def test_malformed_and_failed_blocks_are_reported(tmp_path: Path) -> None:
