@@ -113,7 +113,8 @@ def test_suite_reports_a_missing_semantic_model_as_unavailable(monkeypatch: pyte
     runs = {s: run_family(fam, BetaTCVAE(latent_dim=3).eval(), rows=2, eval_n=200, seed=s,
                           variants=("full", "semantic")) for s in (0, 1)}
     table = markdown(calibrate(SeededRuns("dsprites", "measure", runs)))
-    assert "| semantic |" not in table
+    assert "(`semantic`)" not in table
     assert "Unavailable (reported as n/a, never as 0): semantic: semantic certainty unavailable" in table
     assert "pip install 'lexflow[semantic]'" in table
-    assert "| full | 0.5 |" in table and "| full | calibrated" in table
+    assert "| full (bag-of-words certainty) (`full`) | 0.5 |" in table
+    assert "| full (bag-of-words certainty) (`full`) | calibrated" in table

@@ -21,6 +21,13 @@ import numpy as np
 from lexflow.quality.suite import FamilyRun, VariantResult, rescore
 
 DEFAULT_THRESHOLD = 0.5
+VARIANT_LABELS = {
+    "full": "full (bag-of-words certainty)",
+    "no_bias": "no bias prompt",
+    "no_uncertainty": "one answer",
+    "semantic": "semantic certainty",
+}
+"""How the table names the suite's variants (the paper's ablations)."""
 
 
 @dataclass(frozen=True)
@@ -135,12 +142,13 @@ def markdown(seeded: SeededRuns) -> str:
     for variant in variants:
         default = [next(v for v in seeded.runs[s].variants if v.variant == variant) for s in seeds
                    if any(v.variant == variant for v in seeded.runs[s].variants)]
-        lines.append(f"| {variant} | 0.5 | " + " | ".join(_cells(default, first.self_consistency)) + " |")
+        label = f"{VARIANT_LABELS.get(variant, variant)} (`{variant}`)"
+        lines.append(f"| {label} | 0.5 | " + " | ".join(_cells(default, first.self_consistency)) + " |")
         if seeded.calibrated:
             cal = [next(v for v in seeded.calibrated[s] if v.variant == variant) for s in seeds
                    if any(v.variant == variant for v in seeded.calibrated.get(s, []))]
             ts = [seeded.thresholds[s][variant] for s in seeds if variant in seeded.thresholds[s]]
-            lines.append(f"| {variant} | calibrated ({min(ts):.2f}-{max(ts):.2f}) | "
+            lines.append(f"| {label} | calibrated ({min(ts):.2f}-{max(ts):.2f}) | "
                          + " | ".join(_cells(cal, first.self_consistency)) + " |")
     skipped = sorted({f"{name}: {why}" for r in seeded.runs.values() for name, why in r.skipped.items()})
     if skipped:
