@@ -155,6 +155,11 @@ def version_tags(result: ExplainResult) -> dict[str, str]:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~])")
+# What Markdown renderers turn into links without any Markdown syntax (GFM autolinks, showdown's
+# simplifiedAutoLink and ghMentions, as in the MLflow UI): an entity in place of the character
+# that triggers them renders the same but matches no autolink pattern.
+_AUTOLINK = ((re.compile(r"://"), "&#58;//"), (re.compile(r"(?i)\b(www)\."), r"\1&#46;"),
+             (re.compile(r"@"), "&#64;"), (re.compile(r"(?i)\b(mailto|javascript|data):"), r"\1&#58;"))
 
 
 def md_escape(text: str, limit: int = 500) -> str:
@@ -163,7 +168,10 @@ def md_escape(text: str, limit: int = 500) -> str:
     text = bounded(text, limit)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     # Raw HTML in Markdown: make tags inert (entities render as the characters themselves).
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for pattern, inert in _AUTOLINK:
+        text = pattern.sub(inert, text)
+    return text
 
 
 def description_section(result: ExplainResult) -> str:
