@@ -174,6 +174,11 @@ def md_escape(text: str, limit: int = 500) -> str:
     return text
 
 
+DESCRIPTION_MAX = 5000  # characters of a model-version description a PostgreSQL store keeps
+DESCRIPTION_CELL = 200  # characters of one explanation in the description table (tags hold more)
+_GRID_CELL = re.compile(r" \[grid\]\([^)]*\) \|$")
+
+
 def description_section(result: ExplainResult) -> str:
     """The lexflow-owned part of the model-version description (between the markers)."""
     lines = [
@@ -188,7 +193,8 @@ def description_section(result: ExplainResult) -> str:
         "|---|---|---|---|",
     ]
     for r in result.latents:
-        text = md_escape(r.explanation) if r.explanation else f"*{names.NO_CLEAR_EXPLANATION}*"
+        text = (md_escape(r.explanation, DESCRIPTION_CELL) if r.explanation
+                else f"*{names.NO_CLEAR_EXPLANATION}*")
         if r.status == "inactive":
             text += " (inactive)"
         link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
@@ -201,15 +207,75 @@ def status_section(message: str) -> str:
     return "\n".join([names.DESCRIPTION_BEGIN, md_escape(message, 2000), names.DESCRIPTION_END])
 
 
-def merge_description(existing: str | None, section: str) -> str:
-    """Replace the owned section of ``existing`` (or append it); the user's text is kept as is."""
+def _pointer(hidden: int) -> str:
+    return (f"{hidden} more latents are not listed here (a model-version description holds at "
+            f"most {DESCRIPTION_MAX:,} characters): every one is in `{names.REPORT_FILE}` of the "
+            f"run above and in the `{names.TAG_LATENT_PREFIX}*` tags.")
+
+
+def fit_section(section: str, room: int) -> str:
+    """``section`` shortened to at most ``room`` characters, or "" when not even its head fits.
+
+    Steps, until it fits: drop the grid links; bound every other line; list fewer latents
+    (explained ones first, in order) with a line pointing to the report; the head and the pointer
+    alone. The markers are always kept, so a later run finds and replaces the section."""
+    if len(section) <= room:
+        return section
+    lines = section.split("\n")
+    if len(lines) < 3 or lines[0] != names.DESCRIPTION_BEGIN or lines[-1] != names.DESCRIPTION_END:
+        return bounded(section, room) if room > 0 else ""
+    body = lines[1:-1]
+    sep = next((k for k, line in enumerate(body) if line.startswith("|---")), None)
+    if sep is None:
+        head, rows, tail = body, [], []
+    else:
+        end = sep + 1
+        while end < len(body) and body[end].startswith("| "):
+            end += 1
+        head, rows, tail = body[: sep + 1], body[sep + 1 : end], body[end:]
+        head = [line.replace(" | grid |", " |").replace("|---|---|---|---|", "|---|---|---|")
+                for line in head]
+        rows = [_GRID_CELL.sub("", row) for row in rows]
+    tail = [bounded(line, 300) for line in tail]
+
+    def build(kept: list[str], hidden: int) -> str:
+        pointer = ["", _pointer(hidden)] if hidden else []
+        return "\n".join([names.DESCRIPTION_BEGIN, *head, *kept, *pointer, *tail,
+                          names.DESCRIPTION_END])
+
+    if len(build(rows, 0)) <= room:
+        return build(rows, 0)
+    order = sorted(range(len(rows)), key=lambda k: (names.NO_CLEAR_EXPLANATION in rows[k], k))
+    chosen: set[int] = set()
+    for k in order:
+        trial = chosen | {k}
+        if len(build([rows[j] for j in sorted(trial)], len(rows) - len(trial))) > room:
+            break
+        chosen = trial
+    out = build([rows[j] for j in sorted(chosen)], len(rows) - len(chosen))
+    if len(out) <= room:
+        return out
+    title = [line for line in head if not line.startswith("|")]
+    out = "\n".join([names.DESCRIPTION_BEGIN, *title, _pointer(len(rows)), names.DESCRIPTION_END])
+    return out if len(out) <= room else ""
+
+
+def merge_description(existing: str | None, section: str, limit: int = DESCRIPTION_MAX) -> str:
+    """Replace the owned section of ``existing`` (or append it); the user's text is kept as is.
+
+    The result holds at most ``limit`` characters when the user's text does: lexflow's section is
+    shortened (:func:`fit_section`) to the room left beside it, and left out when none is left."""
     existing = existing or ""
     begin = existing.find(names.DESCRIPTION_BEGIN)
     end = existing.find(names.DESCRIPTION_END, begin + 1) if begin >= 0 else -1
     if begin >= 0 and end >= 0:
-        return existing[:begin] + section + existing[end + len(names.DESCRIPTION_END) :]
-    sep = "\n\n" if existing.strip() else ""
-    return existing.rstrip("\n") + sep + section if existing.strip() else section
+        before, after = existing[:begin], existing[end + len(names.DESCRIPTION_END) :]
+        return before + fit_section(section, limit - len(before) - len(after)) + after
+    if not existing.strip():
+        return fit_section(section, limit)
+    user = existing.rstrip("\n")
+    fitted = fit_section(section, limit - len(user) - 2)
+    return user + "\n\n" + fitted if fitted else existing
 
 
 _REPORT_CSS = """

@@ -65,9 +65,13 @@ def test_key_echoed_by_the_server_is_written_nowhere(
         assert key not in text, f"the API key leaked into {where}"
     report = next(tmp_path.rglob("report.html")).read_text()
     doc = json.loads(next(tmp_path.rglob("explanations.json")).read_text())
-    shown = "\n".join([report, json.dumps(doc, ensure_ascii=False), res.output, *tags.values()])
-    for ch in CONTROLS:
-        assert ch not in shown, f"control character {ch!r} reached the outputs"
+    artifacts = {str(p.relative_to(tmp_path)): p.read_text() for p in tmp_path.rglob("mlruns/**/*")
+                 if p.is_file() and p.suffix in (".json", ".html")}
+    shown = {"report": report, "explanations": json.dumps(doc, ensure_ascii=False),
+             "output": res.output, "tags": "\n".join(tags.values()), **artifacts}
+    for where, text in shown.items():
+        found = [ch for ch in CONTROLS if ch in text]
+        assert not found, f"control characters {found} reached {where}"
 
 
 def test_redaction_and_stripping_rules(monkeypatch: pytest.MonkeyPatch) -> None:
