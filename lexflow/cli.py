@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from lexflow.config import BIASES, ExplainConfig, parse_latents
+from lexflow.config import BIASES, ExplainConfig, check_environment, parse_latents
 from lexflow.errors import ConfigError, LexflowError
 
 
@@ -177,6 +177,7 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     from lexflow.pipeline import explain as run_explain
 
     try:
+        check_environment()
         config = ExplainConfig(
             explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
             latents=parse_latents(latents), bias=bias,

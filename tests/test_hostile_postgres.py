@@ -92,8 +92,9 @@ def test_hostile_server_against_postgres(backend: Backend, monkeypatch: pytest.M
         cur.execute("SELECT value FROM tags WHERE run_uuid = %s", (result["run_id"],))
         stored += [v for (v,) in cur.fetchall()]
     s3 = backend.s3.client()
+    keys = [k for k in backend.s3.keys("") if result["run_id"] in k and k.endswith((".json", ".html"))]
     objects = [f"{k}: " + s3.get_object(Bucket=backend.s3.bucket, Key=k)["Body"].read().decode(
-        "utf-8", "replace") for k in backend.s3.keys() if result["run_id"] in k and k.endswith((".json", ".html"))]
+        "utf-8", "replace") for k in keys]
     cache = [p.read_text() for p in (tmp_path / "cache").rglob("*.json")]
     assert objects and cache
     for where, texts in (("postgres", stored), ("s3 artifacts", objects), ("cache", cache),
