@@ -134,7 +134,8 @@ def receiver(webhook_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     log = root / "receiver.log"
     env = subprocess_env(webhook_server.url, LEXFLOW_WEBHOOK_SECRET=SECRET)
     cmd = [sys.executable, "-m", "lexflow.webhooks", "--port", str(port), "--policy", str(policy),
-           "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*"]
+           "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*",
+           "--allow-pickle"]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                 stdin=subprocess.DEVNULL, start_new_session=True)
