@@ -164,7 +164,6 @@ def process(job: Job, config: ReceiverConfig) -> str:
     from lexflow.errors import LexflowError
     from lexflow.gate import gate, load_policy
     from lexflow.pipeline import explain
-
     from lexflow.trust import UntrustedModelError, check_automatic
 
     uri = f"models:/{job.name}/{job.version}"

@@ -172,3 +172,45 @@ def test_7_messages_quote_values_briefly(tmp_path: Path) -> None:
     res = run("gate", "models:/x/1", "--policy", str(policy))
     assert_user_error(res, "review.action", "min_mean_certainty")
     assert len(res.output) < 3000
+
+
+# --- risks: review terms --------------------------------------------------------------------------
+
+def test_review_terms_match_variants_in_every_answer() -> None:
+    from lexflow.gate.checks import _review
+    from lexflow.gate.policy import parse_policy
+
+    policy = parse_policy("review: {terms: [skin tone, gender, age, ethnicity]}\n")
+    for text in ("the skin-tone darkens", "SKIN TONES change", "skintone", "genders swap",
+                 "the person looks aged", "ageing face", "ethnicities vary", "skin_tone"):
+        doc = {"latents": [{"label": "00", "explanation": text, "answers": [text]}]}
+        assert [c.outcome for c in _review(policy, doc, None)] == ["fail"], text
+    for text in ("the image gets sharper", "a page turns", "engender", "stage lights"):
+        doc = {"latents": [{"label": "00", "explanation": text, "answers": [text]}]}
+        assert [c.outcome for c in _review(policy, doc, None)] == ["pass"], text
+    # a term in an answer that was not chosen as the explanation is reviewed too
+    doc = {"latents": [{"label": "03", "explanation": "the blob moves right",
+                        "answers": ["the blob moves right", "the face looks older and aged"]}]}
+    checks = _review(policy, doc, None)
+    assert [c.outcome for c in checks] == ["fail"] and "aged" in checks[0].message
+
+
+# --- risks: the answer cache is bounded -----------------------------------------------------------
+
+def test_answer_cache_has_a_size_cap_and_evicts_the_least_recently_used(tmp_path: Path) -> None:
+    import os
+
+    from lexflow.cache import AnswerCache
+
+    cache = AnswerCache(tmp_path, max_bytes=20_000)
+    keys = [f"{i:064x}" for i in range(400)]
+    for n, key in enumerate(keys):
+        cache.put(key, {"text": "x" * 400})
+        os.utime(cache.path(key), (1_000_000 + n, 1_000_000 + n))  # written in this order
+        if n == 5:
+            assert cache.get(keys[0]) is not None  # used again: the most recent now
+    cache.prune()
+    total = sum(p.stat().st_size for p in tmp_path.rglob("*.json"))
+    assert total <= 20_000 and cache.evicted > 0
+    assert cache.contains(keys[-1]) and not cache.contains(keys[1])
+    assert cache.contains(keys[0])  # read recently, so kept
