@@ -23,9 +23,9 @@ import numpy as np
 
 from lexflow import names, resume, tracking
 from lexflow.adapters.base import Decoder, ModelInfo, load_decoder
-from lexflow.config import ExplainConfig
+from lexflow.config import ExplainConfig, check_environment, env_seconds
 from lexflow.decode import BatchDecoder, decode_traversals
-from lexflow.errors import ConfigError, TrackingError
+from lexflow.errors import ConfigError, ExplainerError, TrackingError
 from lexflow.evidence import Evidence, measure_traversal
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse, get_explainer
 from lexflow.record import (
@@ -256,7 +256,16 @@ def explain(
     Returns the :class:`ExplainResult`; raises a :class:`lexflow.errors.LexflowError` subclass
     with a message for the user on bad input or failure.
     """
+    from lexflow.signals import sigterm_raises
+
     config = config or ExplainConfig()
+    check_environment()  # a bad LEXFLOW_* number fails now, not inside the failure handling
+    with sigterm_raises():  # SIGTERM ends the run like Ctrl-C: tagged failed, with lexflow.error
+        return _explain(model_uri, config, progress=progress, experiment=experiment)
+
+
+def _explain(model_uri: str, config: ExplainConfig, *, progress: bool,
+             experiment: str | None) -> ExplainResult:
     tracking.configure_http()
     tracking.check_reachable()
     explainer = get_explainer(config.explainer, explainer_options(config))
@@ -287,14 +296,16 @@ def explain(
                 "lexflow.model_uri": model.download_uri, "lexflow.version": _version(),
                 names.RUN_TAG_CONFIG_KEY: key, names.RUN_TAG_OWNER: resume.owner_tag(),
                 names.RUN_TAG_RESUMED: str(len(restored))})
-            if tags:
-                tags.begin(explainer.uri)
             try:
+                if tags:  # inside the failure handling: an interrupted begin ends as failed
+                    tags.begin(explainer.uri)
                 result, skipped = _run(
                     run.run_id, model, explainer, decoder, config, indices, bias, condition,
                     latent_names, output_range, progress, similarity,
                     groups=info.metadata.get("groups") if plan.kind == "latent" else None,
                     restored=restored, checkpoint=checkpoint, plan=plan)
+                if result.status == names.STATUS_FAILED:  # nothing answered: not a result
+                    raise ExplainerError(result.no_answer_message())
                 if tags:
                     tags.complete(version_tags(result) | _skipped_tags(result, skipped, config),
                                   _with_skipped(description_section(result), result, skipped),
@@ -306,7 +317,7 @@ def explain(
                         checkpoint.flush()
                     except Exception as flush_exc:
                         print(f"lexflow: could not save the checkpoint: {flush_exc}", file=sys.stderr)
-                wait = float(os.environ.get(names.ENV_TRACKING_WAIT_S, "120"))
+                wait = env_seconds(names.ENV_TRACKING_WAIT_S, 120.0)  # checked at the start
                 back = tracking.wait_for_server(wait) if lost else True
                 if tags and back:
                     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__

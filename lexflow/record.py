@@ -98,9 +98,21 @@ class ExplainResult:
 
     @property
     def status(self) -> str:
-        """complete, or partial when any latent's explainer calls all failed."""
-        failed = any(r.status == "failed" for r in self.latents)
+        """complete; partial when some latent's explainer calls all failed; failed when every
+        latent the explainer was asked about failed (nothing was explained)."""
+        asked = [r for r in self.latents if r.status != "inactive"]
+        failed = [r for r in asked if r.status == "failed"]
+        if failed and len(failed) == len(asked):
+            return names.STATUS_FAILED
         return names.STATUS_PARTIAL if failed else names.STATUS_COMPLETE
+
+    def no_answer_message(self) -> str:
+        """Why a run where no latent got an answer failed: the (redacted) provider errors."""
+        errors = list(dict.fromkeys(f.split(": ", 1)[-1] for r in self.latents for f in r.failures))
+        shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+        return (f"No latent got an answer from {self.explainer}: every call failed "
+                f"({shown or 'no reason given'}). Check the key, the server and its quota, then "
+                "run the same command again.")
 
     @property
     def active_latents(self) -> int:

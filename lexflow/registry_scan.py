@@ -26,6 +26,8 @@ import click
 from lexflow import names, tracking
 from lexflow.errors import LexflowError
 
+EXIT_PARTIAL = 3  # lexflow.cli.EXIT_PARTIAL (not imported: the CLI module is heavier)
+
 # `lexflow explain` options that explain-registry does not pass on (it sets them itself).
 _NOT_FORWARDED = ("as_json", "no_progress", "dry_run")
 
@@ -36,12 +38,12 @@ class VersionOutcome:
 
     Attributes:
         name, version: the model version; uri: ``models:/name/version``.
-        ok: the explain process exited 0.
+        ok: the explain process exited 0 with a complete explanation.
         status: the lexflow status it ended with (complete, partial) or ``failed``.
         explainable_fraction: of the result, or None when it failed.
         run_id: the MLflow run, when one was written.
         seconds: wall time of the explain process.
-        exit_code: of the explain process (2: bad input, 1: failure while running).
+        exit_code: of the explain process (2: bad input, 1: failure while running, 3: partial).
         reason: why it failed ("" when ok).
     """
 
@@ -80,6 +82,14 @@ def _reason(stdout: str, stderr: str, code: int) -> str:
     return lines[-1].strip() if lines else f"exit code {code} and no message"
 
 
+def _partial_reason(doc: dict[str, Any]) -> str:
+    asked = [r for r in doc.get("latents", []) if r.get("status") != "inactive"]
+    failed = [r for r in asked if r.get("status") == "failed"]
+    first = next((f for r in failed for f in r.get("failures", [])), "")
+    return (f"{len(failed)} of {len(asked)} latents got no answer"
+            + (f" (e.g. {first[:200]})" if first else ""))
+
+
 def explain_version(name: str, version: str, args: Sequence[str]) -> VersionOutcome:
     """Run ``python -m lexflow explain models:/name/version --json <args>`` and read its result."""
     uri = f"models:/{name}/{version}"
@@ -90,15 +100,18 @@ def explain_version(name: str, version: str, args: Sequence[str]) -> VersionOutc
     proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           check=False)
     seconds = time.monotonic() - start
-    if proc.returncode == 0:
+    if proc.returncode in (0, EXIT_PARTIAL):
         try:
             doc = json.loads(proc.stdout.strip().splitlines()[-1])
-            return VersionOutcome(name, version, uri, True, str(doc["status"]),
+            ok = proc.returncode == 0 and doc["status"] == names.STATUS_COMPLETE
+            return VersionOutcome(name, version, uri, ok, str(doc["status"]),
                                   float(doc["summary"]["explainable_fraction"]),
-                                  str(doc["run_id"]), seconds, 0)
-        except (ValueError, KeyError, IndexError):
+                                  str(doc["run_id"]), seconds, proc.returncode,
+                                  "" if ok else _partial_reason(doc))
+        except (ValueError, KeyError, IndexError, TypeError):
             return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None,
-                                  seconds, 1, "explain exited 0 but printed no JSON result")
+                                  seconds, proc.returncode or 1,
+                                  f"explain exited {proc.returncode} but printed no JSON result")
     return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None, seconds,
                           proc.returncode, _reason(proc.stdout, proc.stderr, proc.returncode))
 
@@ -110,6 +123,8 @@ def explain_registry(
     """Explain every selected version, at most ``parallel`` at once; outcomes in registry order."""
     if parallel < 1:
         raise click.BadParameter(f"must be >= 1, got {parallel}", param_hint="--parallel")
+    tracking.configure_http()  # bounded retries, as in `lexflow explain`
+    tracking.check_reachable()  # a down server fails here, clearly, not as a bad filter
     versions = select_versions(filter_string, all_versions=all_versions)
     outcomes: dict[tuple[str, str], VersionOutcome] = {}
     with ThreadPoolExecutor(max_workers=parallel) as pool:
@@ -133,8 +148,10 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
         lines.append(f"{o.uri:<{w}}  {o.status:<8}  {frac:>11}  {o.seconds:7.1f}  {o.run_id or '-'}")
         if not o.ok:
             lines.append(f"{'':<{w}}  reason: {o.reason[:500]}")
-    failed = sum(not o.ok for o in outcomes)
-    lines.append(f"\n{len(outcomes) - failed} explained, {failed} failed, of {len(outcomes)}.")
+    partial = sum(not o.ok and o.status == names.STATUS_PARTIAL for o in outcomes)
+    failed = sum(not o.ok for o in outcomes) - partial
+    lines.append(f"\n{len(outcomes) - failed - partial} explained, {partial} partial (some latents "
+                 f"got no answer), {failed} failed, of {len(outcomes)}.")
     return "\n".join(lines)
 
 
@@ -177,7 +194,7 @@ def command(ctx: click.Context, filter_string: str | None, all_versions: bool, p
     """Explain every registered model version matching --filter that has no complete lexflow
     explanation yet (all of them with --all). Other options are passed to `lexflow explain`.
 
-    Exit code 1 when any version failed (each failure is listed with its reason).
+    Exit code 1 when any version failed or is partial (each is listed with its reason).
     """
     args = _forwarded_args(ctx, explain_params)
     total = 0
@@ -185,7 +202,7 @@ def command(ctx: click.Context, filter_string: str | None, all_versions: bool, p
     def progress(o: VersionOutcome) -> None:
         nonlocal total
         total += 1
-        state = o.status if o.ok else f"FAILED ({o.reason[:120]})"
+        state = o.status if o.ok else f"{o.status.upper()} ({o.reason[:120]})"
         click.echo(f"[{total}] {o.uri}: {state} in {o.seconds:.1f} s", err=True)
 
     try:
