@@ -36,9 +36,12 @@ def parse_threshold(value: str, certainty: str) -> float:
 
 
 def _fail(exc: LexflowError, as_json: bool) -> None:
+    from lexflow.sanitize import clean
+
+    message = clean(str(exc)) or type(exc).__name__  # no escape sequence reaches the terminal
     if as_json:
-        click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-    click.echo(f"lexflow: error: {exc}", err=True)
+        click.echo(json.dumps({"error": type(exc).__name__, "message": message}))
+    click.echo(f"lexflow: error: {message}", err=True)
     sys.exit(exc.exit_code)
 
 

@@ -142,7 +142,7 @@ class ExplainConfig:
         ):
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
-                problems.append(f"{key} must be an integer from {low} to {high:,} ({what}); "
+                problems.append(f"{key} must be an integer >= {low} ({what}), at most {high:,}; "
                                 f"got {brief(value)}")
         if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
                 and 0 < self.timeout <= MAX_TIMEOUT):
@@ -190,8 +190,9 @@ class ExplainConfig:
         bad = [i for i in self.latents if i >= latent_dim]
         if bad:
             raise ConfigError(
-                f"latents {brief(bad)} ({len(bad):,} indices) out of range: this model has "
-                f"{latent_dim} latents (indices 0 to {latent_dim - 1})."
+                f"latents {brief(bad)} out of range: this model has {latent_dim} latents "
+                f"(indices 0 to {latent_dim - 1})" + (f"; {len(bad):,} indices are too large."
+                                                      if len(bad) > 6 else ".")
             )
         if not self.latents:
             raise ConfigError("latents: the list is empty; use 'all' or name at least one index.")

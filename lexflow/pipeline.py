@@ -36,6 +36,7 @@ from lexflow.record import (
     version_tags,
 )
 from lexflow.render import png_bytes, traversal_grid
+from lexflow.sanitize import clean, clean_response
 from lexflow.uncertainty import Similarity, bow_similarity, consensus, similarity_for
 
 
@@ -239,6 +240,7 @@ def run_explainer(
     responses = {i: r for i, r in done.items() if i in chosen}
     with progress_bar(len(requests), "explain", progress) as bar:
         for r in explainer.explain_many(requests, on_done=lambda _: bar.update()):
+            r = clean_response(r, (getattr(explainer, "_api_key", None),))  # hostile text
             responses[r.index] = r
             if checkpoint:
                 checkpoint.add_response(r)
@@ -321,6 +323,7 @@ def _explain(model_uri: str, config: ExplainConfig, *, progress: bool,
                 back = tracking.wait_for_server(wait) if lost else True
                 if tags and back:
                     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+                    msg = clean(msg) or type(exc).__name__  # may quote model or provider text
                     try:
                         tags.fail(msg)
                     except Exception as tag_exc:  # keep the original error in front

@@ -150,8 +150,10 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
             lines.append(f"{'':<{w}}  reason: {o.reason[:500]}")
     partial = sum(not o.ok and o.status == names.STATUS_PARTIAL for o in outcomes)
     failed = sum(not o.ok for o in outcomes) - partial
-    lines.append(f"\n{len(outcomes) - failed - partial} explained, {partial} partial (some latents "
-                 f"got no answer), {failed} failed, of {len(outcomes)}.")
+    parts = [f"{len(outcomes) - failed - partial} explained"]
+    if partial:
+        parts.append(f"{partial} partial (some latents got no answer)")
+    lines.append(f"\n{', '.join([*parts, f'{failed} failed'])}, of {len(outcomes)}.")
     return "\n".join(lines)
 
 

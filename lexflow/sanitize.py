@@ -77,3 +77,15 @@ def clean_value(value: Any, secrets: Iterable[str | None] = ()) -> Any:
     if isinstance(value, (list, tuple)):
         return type(value)(clean_value(v, secrets) for v in value)
     return value
+
+
+def clean_response(response: Any, secrets: Iterable[str | None] = ()) -> Any:
+    """An :class:`~lexflow.explainers.base.ExplainResponse` from any explainer (plugins too) with
+    its answers, failures and details cleaned; the MLLM base already cleaned its own."""
+    from dataclasses import replace
+
+    secrets = tuple(secrets)
+    return replace(response,
+                   answers=tuple(clean(a, secrets) or "" for a in response.answers),
+                   failures=tuple(clean(f, secrets) or "" for f in response.failures),
+                   details=clean_value(dict(response.details), secrets))

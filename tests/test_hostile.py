@@ -83,3 +83,36 @@ def test_redaction_and_stripping_rules(monkeypatch: pytest.MonkeyPatch) -> None:
     assert strip_controls("a\rb\u2028c\td\x1b[2J\u202eE") == "a\nb\nc\td[2JE"
     monkeypatch.setenv("SOME_SERVICE_TOKEN", "tok-from-env-123")
     assert clean("leak tok-from-env-123") == "leak ***"
+
+
+def test_answers_of_any_explainer_are_cleaned(sqlite_tracking: str, register_blob, no_progress,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A plugin explainer (not the MLLM base) returning control characters and a secret from the
+    environment: the pipeline cleans every response before it is used."""
+    from lexflow import plugins
+    from lexflow.config import ExplainConfig
+    from lexflow.pipeline import explain
+
+    monkeypatch.setenv("PLUGIN_API_TOKEN", "plugin-secret-value-42")
+    monkeypatch.setitem(plugins.BUILTIN[plugins.EXPLAINER_GROUP], "raw", f"{__name__}:RawExplainer")
+    version = register_blob("blob-raw")
+    result = explain(f"models:/blob-raw/{version}",
+                     ExplainConfig(explainer="raw", rows=2, samples=2, latents=(0,), cache="none"),
+                     progress=False)
+    text = json.dumps(result.to_dict(), ensure_ascii=False)
+    assert "plugin-secret-value-42" not in text
+    assert not [c for c in CONTROLS if c in text]
+    assert result.latents[0].explanation == "moves *** right evil"
+
+
+from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse  # noqa: E402
+
+
+class RawExplainer(Explainer):
+    """A test double: answers with a NUL, an escape, a bidi override and an environment secret."""
+
+    scheme = "raw"
+
+    def explain(self, request: ExplainRequest) -> ExplainResponse:
+        text = "moves plugin-secret-value-42 right\x00\x1b \u202eevil"
+        return ExplainResponse(request.index, (text,) * request.samples)

@@ -255,7 +255,8 @@ def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -
     patterns = [(t, term_pattern(t)) for t in r.terms]
     hits: dict[str, list[str]] = {}
     for label, text in texts:
-        found = [f"{t!r} ({m.group(0)!r})" for t, pat in patterns if (m := pat.search(text))]
+        found = [repr(t) if m.group(0).lower() == t.lower() else f"{t!r} (as {m.group(0)!r})"
+                 for t, pat in patterns if (m := pat.search(text))]
         if found:
             hits[label] = found
     if embedder is not None and texts:
