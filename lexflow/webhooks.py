@@ -309,7 +309,7 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--rows", default=4, show_default=True, type=int, help="Base samples per latent.")
     @click.option("--samples", default=5, show_default=True, type=int, help="Answers per latent.")
     @click.option("--threshold", default=0.5, show_default=True, type=float, help="Certainty threshold.")
-    @click.option("--models", required=True,
+    @click.option("--models", default=None,
                   help="Comma-separated fnmatch patterns of registered model names to act on "
                        "(required: give '*' to act on every model).")
     @click.option("--allow-pickle", is_flag=True,
@@ -321,7 +321,7 @@ def main(argv: list[str] | None = None) -> None:
                   help="Seconds a delivery's timestamp may be away from now.")
     @click.option("--experiment", default=None, help="MLflow experiment of the explanation runs.")
     def cli(host: str, port: int, secret_env: str, policy_path: str, promote: str | None,
-            explainer: str, rows: int, samples: int, threshold: float, models: str,
+            explainer: str, rows: int, samples: int, threshold: float, models: str | None,
             tolerance: float, experiment: str | None, allow_pickle: bool = False,
             read_timeout: float = 30.0) -> None:
         """Receive MLflow model_version.created webhooks; explain and gate each new version."""
@@ -335,9 +335,11 @@ def main(argv: list[str] | None = None) -> None:
                 raise click.UsageError(
                     f"The webhook secret is not set: export {secret_env}=<the secret given to "
                     "MlflowClient.create_webhook>. Unsigned deliveries are never accepted.")
-            patterns = tuple(p.strip() for p in models.split(",") if p.strip())
+            patterns = tuple(p.strip() for p in (models or "").split(",") if p.strip())
             if not patterns:
-                raise click.UsageError("--models needs at least one model name pattern.")
+                raise click.UsageError(
+                    "--models is required: the model names (fnmatch patterns, comma-separated) "
+                    "to act on, e.g. --models 'vae-*'; write --models '*' for every model.")
             if not 0 < read_timeout <= 3600:
                 raise click.UsageError("--read-timeout must be between 0 and 3600 seconds.")
             if promote:
