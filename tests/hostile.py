@@ -33,7 +33,7 @@ class EchoKeyServer(MLLMServer):
     def __init__(self, model: str = "gpt-4o") -> None:
         super().__init__("openai", model)
 
-    def _respond(self, h: Any, latent: int | None) -> None:
+    def _respond(self, h: Any, latent: int | None, record: Any = None) -> None:
         auth = h.headers.get("Authorization", "")
         key = auth.split(" ", 1)[1] if " " in auth else auth
         action = self._next_action(latent)
