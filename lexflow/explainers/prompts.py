@@ -115,7 +115,17 @@ CONDITIONAL = Bias(
     needs=("condition",),
 )
 
-_REGISTRY: dict[str, Bias] = {b.name: b for b in (DISENTANGLEMENT, COMBINATION, CONDITIONAL)}
+NO_BIAS = Bias(
+    name="none",
+    formula="",
+    mapping={"z_i": "pattern of change"},
+    statement="",
+    task="Describe the {z_i} that {latent} controls.",
+)
+"""The paper's ablation "without the bias prompts": the grid and the task, no statement of an
+inductive bias and no comparison row (the quality suite's ``no_bias`` variant)."""
+
+_REGISTRY: dict[str, Bias] = {b.name: b for b in (DISENTANGLEMENT, COMBINATION, CONDITIONAL, NO_BIAS)}
 
 
 def register_bias(bias: Bias, *, replace: bool = False) -> None:
@@ -295,7 +305,7 @@ def build_prompt(request: ExplainRequest, *, bias: Bias | None = None,
         lines.append(COMPARISON_INTROS[kind].format(latent=context["latent"]))
         images.append(request.comparison_png)
         lines.append(bias.render(bias.statement, context))
-    elif not bias.comparison:
+    elif not bias.comparison and bias.statement:
         lines.append(bias.render(bias.statement, context))
     if grounding:
         lines.append(GROUNDING_INTRO.format(summary=grounding))
