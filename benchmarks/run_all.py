@@ -24,6 +24,9 @@ BENCHMARKS = (
      [sys.executable, "benchmarks/demo_factors.py"]),
     ("quality", "Quality suite on the synthetic families (measure explainer)",
      [sys.executable, "benchmarks/quality.py"]),
+    ("measure_stage", "The measure stage vs the seed's way and the raw decoder forward",
+     [sys.executable, "benchmarks/measure_stage.py"]),
+    ("overlap", "Decode overlapped with the explainer", [sys.executable, "benchmarks/overlap.py"]),
 )
 
 
