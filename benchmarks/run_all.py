@@ -27,6 +27,8 @@ BENCHMARKS = (
     ("measure_stage", "The measure stage vs the seed's way and the raw decoder forward",
      [sys.executable, "benchmarks/measure_stage.py"]),
     ("overlap", "Decode overlapped with the explainer", [sys.executable, "benchmarks/overlap.py"]),
+    ("transformers_batch", "Local transformers explainer: batched vs one at a time",
+     [sys.executable, "benchmarks/transformers_batch.py"]),
 )
 
 
