@@ -29,6 +29,8 @@ BENCHMARKS = (
     ("overlap", "Decode overlapped with the explainer", [sys.executable, "benchmarks/overlap.py"]),
     ("transformers_batch", "Local transformers explainer: batched vs one at a time",
      [sys.executable, "benchmarks/transformers_batch.py"]),
+    ("registry_scale", "explain-registry over many versions; --top-k on many latents",
+     [sys.executable, "benchmarks/registry_scale.py"]),
 )
 
 
