@@ -414,14 +414,11 @@ def _measure_and_explain(
     decoder: Decoder, config: ExplainConfig, prepared: Prepared, explainer: Explainer, *,
     progress: bool, restored: Restored, checkpoint: Checkpoint | None,
 ) -> tuple[dict[int, Measured], tuple[float, float], dict[int, ExplainResponse]]:
-    """Decode and measure on this thread while the explainer answers on another: each item's
-    request is sent as soon as its grid, evidence and comparison row are final
-    (:func:`measure_latents`'s ``on_ready``), within the explainer's own concurrency limit.
-
-    The requests are the ones :func:`build_requests` lists (the same :func:`request_for`, the
-    same ``top_k`` choice), so answers and cache keys do not change; only when they are sent
-    does. A decode error stops the stream: the requests already sent finish (and are
-    checkpointed, so a rerun resumes), then the error is raised.
+    """Decode and measure on this thread while the explainer answers on another: an item's
+    request goes out once its grid, evidence and comparison row are final (``on_ready``), within
+    the explainer's concurrency limit. The requests are :func:`build_requests`' (same
+    :func:`request_for`, same ``top_k``), so answers and cache keys do not change. On a decode
+    error the requests already sent finish (checkpointed: a rerun resumes), then it is raised.
     """
     ready: queue.Queue[Any] = queue.Queue()
     box: dict[str, Any] = {}

@@ -45,3 +45,17 @@ def test_gpu_diffusion_cpu_smoke_path() -> None:
     out = bench("benchmarks/gpu_diffusion.py", "--cpu-smoke")
     doc = json.loads(out[out.index("{"):])
     assert any("guidance_traversal_seconds" in k for k in doc), doc
+
+
+def test_transformers_batch_benchmark_compares_batched_with_one_at_a_time() -> None:
+    pytest.importorskip("transformers")
+    out = bench("benchmarks/transformers_batch.py", "--latents", "3", "--samples", "1",
+                "--batch-size", "3", "--repeats", "1")
+    assert "| one at a time |" in out and "| batched (3 prompts a call) |" in out, out
+
+
+def test_registry_scale_benchmark_runs_explain_registry_and_top_k() -> None:
+    out = bench("benchmarks/registry_scale.py", "--versions", "2", "--parallel", "2",
+                "--dim", "16", timeout=400)
+    assert "| 2 |" in out and "versions per minute" in out, out
+    assert "| all |" in out and "| 2 |" in out.split("top-k on", 1)[1], out
