@@ -59,6 +59,13 @@ PARTS = (
     Part("large_latents", "Peak memory of large latent spaces", ("benchmarks/large_latents.py",)),
     Part("calibration_example", "Calibrating the certainty threshold: a paraphrase example",
          ("benchmarks/calibration_example.py",)),
+    Part("measure_stage", "The measure stage vs the seed's way and the raw decoder forward",
+         ("benchmarks/measure_stage.py",), fence=""),
+    Part("overlap", "Decode overlapped with the explainer", ("benchmarks/overlap.py",), fence=""),
+    Part("transformers_batch", "Local transformers explainer: batched vs one at a time",
+         ("benchmarks/transformers_batch.py",), fence=""),
+    Part("registry_scale", "explain-registry over many versions; --top-k on many latents",
+         ("benchmarks/registry_scale.py",), fence=""),
 )
 NAMES = tuple(p.name for p in PARTS)
 PAGE_HEADER = """# Benchmarks

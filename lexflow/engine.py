@@ -17,8 +17,10 @@ checkpoint stores it as run artifacts; the engine does not know where.
 from __future__ import annotations
 
 import os
+import queue
 import sys
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -191,7 +193,7 @@ def measure_latents(
     decoder: Decoder, config: ExplainConfig, indices: tuple[int, ...], *, bias: str,
     output_range: tuple[float, float] | None, progress: bool = True,
     restored: Restored | None = None, checkpoint: Checkpoint | None = None,
-    plan: Plan | None = None,
+    plan: Plan | None = None, on_ready: Callable[[int, dict[int, Measured]], None] | None = None,
 ) -> tuple[dict[int, Measured], tuple[float, float], tuple[float, ...]]:
     """Decode every traversal (and comparison rows), measure it and render its grid.
 
@@ -200,6 +202,12 @@ def measure_latents(
     ``checkpoint`` as they finish. Comparison rows are decoded only for the items to explain
     (``config.top_k``). ``plan`` says what an index moves (by default the decoder's own plan or
     one latent at a time).
+
+    ``on_ready(i, measured)`` (``measured``: every item's main traversal, so the ranking for
+    ``top_k`` is known) is called once per item as soon as its grid, evidence and comparison row
+    are final (after every main traversal, since the comparison partner and
+    ``top_k`` need every item's activity; then each comparison chunk as it is decoded), so the
+    engine can send an item's requests while later comparison rows decode.
     """
     restored = restored or Restored()
     if plan is None:
@@ -221,6 +229,7 @@ def measure_latents(
         if checkpoint:
             checkpoint.flush()
         measured = {i: measured[i] for i in indices}  # in the order asked for
+        partners: dict[int, int] = {}
         if comparisons:
             chosen = select_top_k(measured, config.top_k)
             partners = {i: j for i, j in _partners(measured, plan.items).items()
@@ -230,6 +239,11 @@ def measure_latents(
                     _, measured[i].comparison, measured[i].comparison_grid = restored.comparisons[i]
                     measured[i].partner = j
             partners = {i: j for i, j in partners.items() if measured[i].partner is None}
+        if on_ready:
+            for i in indices:
+                if i not in partners:
+                    on_ready(i, measured)
+        if partners:
             bar.total += 2 * plan.steps * len(partners)
             bar.refresh()
             order = list(partners)
@@ -247,6 +261,8 @@ def measure_latents(
                     m.partner = partners[i]
                     if checkpoint:
                         checkpoint.add_comparison(i, partners[i], m.comparison, m.comparison_grid)
+                    if on_ready:
+                        on_ready(i, measured)
             if checkpoint:
                 checkpoint.flush()
     return measured, batch.output_range or (0.0, 1.0), plan.values
@@ -256,23 +272,27 @@ def build_requests(measured: dict[int, Measured], prepared: Prepared,
                    config: ExplainConfig) -> list[ExplainRequest]:
     """One request per chosen active item (``config.top_k``; inactive ones are never shown to an
     explainer), each naming what it moves and the unit of its column values."""
+    chosen = select_top_k(measured, config.top_k)
+    return [request_for(i, m, prepared, config)
+            for i, m in measured.items() if m.evidence.active and i in chosen]
+
+
+def request_for(i: int, m: Measured, prepared: Prepared, config: ExplainConfig) -> ExplainRequest:
+    """The request about item ``i`` (one place builds it, so the streamed requests of
+    :func:`explain_decoder` are the ones :func:`build_requests` lists)."""
     plan = prepared.plan
     d = plan.items
-    group_of = {int(i): tuple(int(j) for j in g) for g in (prepared.groups or ()) for i in g}
+    group_of = {int(k): tuple(int(j) for j in g) for g in (prepared.groups or ()) for k in g}
     group_of.update(dict(enumerate(plan.members or ())))
     conditions = dict(enumerate(plan.conditions or ()))
-    chosen = select_top_k(measured, config.top_k)
-    return [
-        ExplainRequest(
-            index=i, label=names.latent_label(i, d), bias=prepared.bias, values=plan.values,
-            grid_png=m.grid, evidence=m.evidence, samples=config.samples,
-            name=prepared.names[i] if prepared.names else None,
-            condition=conditions.get(i, prepared.condition),
-            comparison_png=m.comparison_grid, comparison_evidence=m.comparison,
-            group=group_of.get(i), kind=plan.kind, unit=plan.unit,
-        )
-        for i, m in measured.items() if m.evidence.active and i in chosen
-    ]
+    return ExplainRequest(
+        index=i, label=names.latent_label(i, d), bias=prepared.bias, values=plan.values,
+        grid_png=m.grid, evidence=m.evidence, samples=config.samples,
+        name=prepared.names[i] if prepared.names else None,
+        condition=conditions.get(i, prepared.condition),
+        comparison_png=m.comparison_grid, comparison_evidence=m.comparison,
+        group=group_of.get(i), kind=plan.kind, unit=plan.unit,
+    )
 
 
 def latent_prepared(latent_dim: int, config: ExplainConfig, bias: str = "disentanglement",
@@ -308,17 +328,35 @@ def requests_for(decoder: Decoder, info: ModelInfo, config: ExplainConfig, *,
     return tuple(build_requests(measured, prepared, config))
 
 
-def run_explainer(explainer: Explainer, requests: Sequence[ExplainRequest], *,
+def run_explainer(explainer: Explainer, requests: Iterable[ExplainRequest], *,
                   progress: bool = True, restored: Restored | None = None,
-                  checkpoint: Checkpoint | None = None) -> dict[int, ExplainResponse]:
+                  checkpoint: Checkpoint | None = None,
+                  total: int | None = None) -> dict[int, ExplainResponse]:
     """Ask the explainer about ``requests``; responses in ``restored`` are reused (for the
-    requested items), new ones handed to ``checkpoint`` as they arrive."""
+    requested items), new ones handed to ``checkpoint`` as they arrive.
+
+    ``requests`` may be a stream (a generator the engine feeds while it decodes): it is read
+    lazily, so the explainer's calls start with the first request; ``total`` then sizes the
+    progress bar.
+    """
     done = dict((restored or Restored()).responses)
-    wanted = {r.index for r in requests}
-    todo = [r for r in requests if r.index not in done]
-    responses = {i: r for i, r in done.items() if i in wanted}
-    with progress_bar(len(todo), "explain", progress) as bar:
-        for r in explainer.explain_many(todo, on_done=lambda _: bar.update()):
+    responses: dict[int, ExplainResponse] = {}
+
+    def todo() -> Iterator[ExplainRequest]:
+        for r in requests:
+            if r.index in done:
+                responses[r.index] = done[r.index]
+            else:
+                yield r
+
+    if isinstance(requests, Sequence):
+        total = sum(r.index not in done for r in requests)
+    with progress_bar(total or 0, "explain", progress) as bar:
+        stream = todo()
+        many = explainer.explain_many(
+            stream if not isinstance(requests, Sequence) else list(stream),
+            on_done=lambda _: bar.update())
+        for r in many:
             r = clean_response(r, (getattr(explainer, "_api_key", None),))  # hostile text
             responses[r.index] = r
             if checkpoint:
@@ -371,6 +409,55 @@ def _usage(responses: dict[int, ExplainResponse]) -> dict[str, float]:
     }
 
 
+_END = object()
+
+
+def _measure_and_explain(
+    decoder: Decoder, config: ExplainConfig, prepared: Prepared, explainer: Explainer, *,
+    progress: bool, restored: Restored, checkpoint: Checkpoint | None,
+) -> tuple[dict[int, Measured], tuple[float, float], dict[int, ExplainResponse]]:
+    """Decode and measure on this thread while the explainer answers on another: an item's
+    request goes out once its grid, evidence and comparison row are final (``on_ready``), within
+    the explainer's concurrency limit. The requests are :func:`build_requests`' (same
+    :func:`request_for`, same ``top_k``), so answers and cache keys do not change. On a decode
+    error the requests already sent finish (checkpointed: a rerun resumes), then it is raised.
+    """
+    ready: queue.Queue[Any] = queue.Queue()
+    box: dict[str, Any] = {}
+
+    def on_ready(i: int, measured: dict[int, Measured]) -> None:
+        if "chosen" not in box:  # every main traversal is measured by the first call
+            box["chosen"] = select_top_k(measured, config.top_k)
+        if measured[i].evidence.active and i in box["chosen"] and "error" not in box:
+            ready.put(request_for(i, measured[i], prepared, config))
+
+    def stream() -> Iterator[ExplainRequest]:
+        while (item := ready.get()) is not _END:
+            yield item
+
+    def answer() -> None:
+        try:
+            box["responses"] = run_explainer(explainer, stream(), progress=progress,
+                                             restored=restored, checkpoint=checkpoint)
+        except BaseException as exc:  # handed to the calling thread; nothing more is sent
+            box["error"] = exc
+
+    worker = threading.Thread(target=answer, name="lexflow-explain", daemon=True)
+    worker.start()
+    try:
+        measured, out_range, _ = measure_latents(
+            decoder, config, prepared.indices, bias=prepared.bias,
+            output_range=prepared.output_range, progress=progress, restored=restored,
+            checkpoint=checkpoint, plan=prepared.plan,
+            on_ready=on_ready)
+    finally:
+        ready.put(_END)
+        worker.join()
+    if "error" in box:
+        raise box["error"]
+    return measured, out_range, box["responses"]
+
+
 def explain_decoder(
     decoder: Decoder, info: ModelInfo, config: ExplainConfig, explainer: Explainer, *,
     checkpoint: Checkpoint | None = None, prepared: Prepared | None = None,
@@ -387,12 +474,9 @@ def explain_decoder(
     prepared = prepared or prepare(decoder, info, config)
     plan = prepared.plan
     restored = checkpoint.restored if checkpoint else Restored()
-    measured, out_range, _ = measure_latents(
-        decoder, config, prepared.indices, bias=prepared.bias,
-        output_range=prepared.output_range, progress=progress, restored=restored,
-        checkpoint=checkpoint, plan=plan)
-    responses = explain_measured(explainer, measured, prepared, config, progress=progress,
-                                 restored=restored, checkpoint=checkpoint)
+    measured, out_range, responses = _measure_and_explain(
+        decoder, config, prepared, explainer, progress=progress, restored=restored,
+        checkpoint=checkpoint)
     chosen = select_top_k(measured, config.top_k)
     skipped = {i for i in prepared.indices if measured[i].evidence.active and i not in chosen}
     results = {i: latent_result(i, prepared, measured[i], responses.get(i), config.threshold,

@@ -15,7 +15,7 @@ scheme in the ``lexflow.explainers`` entry-point group::
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -112,11 +112,14 @@ class Explainer(ABC):
 
     def explain_many(
         self,
-        requests: Sequence[ExplainRequest],
+        requests: Iterable[ExplainRequest],
         *,
         on_done: Callable[[ExplainResponse], None] | None = None,
     ) -> Iterator[ExplainResponse]:
-        """Answer many latents; the default runs them one after another."""
+        """Answer many latents; the default runs them one after another.
+
+        ``requests`` may be a stream the engine feeds while it still decodes: read it lazily
+        (each request as it comes) so the first answers do not wait for the last decode."""
         for request in requests:
             response = self.explain(request)
             if on_done:

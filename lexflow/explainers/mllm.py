@@ -26,7 +26,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -379,7 +379,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
             cost_usd=cost_usd(self.prices, tokens_in, tokens_out), details=details,
         )
 
-    async def _explain_all(self, requests: Sequence[ExplainRequest],
+    async def _explain_all(self, requests: Iterable[ExplainRequest],
                            emit: Callable[[ExplainResponse], None]) -> None:
         client = await self.open_client()
         try:
@@ -393,7 +393,15 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
             async def one(request: ExplainRequest) -> None:
                 emit(await self._explain_one(client, sem, request, identity))
 
-            await asyncio.gather(*(one(r) for r in requests))
+            if isinstance(requests, Sequence):
+                await asyncio.gather(*(one(r) for r in requests))
+                return
+            # A stream (the engine still decoding): wait for each request off the loop, so the
+            # calls in flight go on, and start its calls at once (the semaphore bounds them).
+            it, tasks = iter(requests), []
+            while (r := await asyncio.to_thread(next, it, None)) is not None:
+                tasks.append(asyncio.ensure_future(one(r)))
+            await asyncio.gather(*tasks)
         finally:
             await self.close_client(client)
 
@@ -402,7 +410,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         return next(iter(self.explain_many([request])))
 
     def explain_many(
-        self, requests: Sequence[ExplainRequest], *,
+        self, requests: Iterable[ExplainRequest], *,
         on_done: Callable[[ExplainResponse], None] | None = None,
     ) -> Iterator[ExplainResponse]:
         """Answer every request concurrently; yields each latent as soon as its samples are in.
@@ -410,7 +418,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         Closing the iterator early (Ctrl-C, an error in ``on_done``) cancels the calls in flight;
         the answers already cached stay, so a rerun asks only for the rest.
         """
-        if not requests:
+        if isinstance(requests, Sequence) and not requests:
             return
         results: queue.Queue[Any] = queue.Queue()
         done = object()

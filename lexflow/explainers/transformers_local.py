@@ -18,8 +18,14 @@ For explaining latents without sending images anywhere: any image-text-to-text m
 
 The URI's path: ``transformers:/models/llava`` is tried as ``models/llava`` (relative to the
 working directory), then as ``/models/llava``; ``transformers:///abs/dir`` is always absolute.
-Local generation runs one latent at a time: ``concurrency``, ``timeout`` and ``cache`` are accepted
-for a uniform command line and ignored.
+- Speed: up to ``batch_size`` latents' prompts go through one ``generate`` call (left-padded,
+  ``samples`` sequences each, the generator seeded from the batch's first latent); with
+  ``batch_size=1`` (or a single request) each latent is answered alone as before.
+- Answers go to the same on-disk cache as the API explainers' (:mod:`lexflow.cache`, option
+  ``cache``), one entry per latent, keyed by a fingerprint of the model directory's files (names,
+  sizes and contents), the prompt, its images and the sampling options; a rerun with nothing
+  changed generates nothing. Responses with a failure are not stored.
+``concurrency`` and ``timeout`` are accepted for a uniform command line and ignored.
 """
 
 from __future__ import annotations
@@ -27,11 +33,12 @@ from __future__ import annotations
 import io
 import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from lexflow.cache import AnswerCache, cache_key
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
@@ -42,7 +49,8 @@ from lexflow.explainers.prompts import Bias, Prompt, build_prompt, get_bias, rea
 
 EXTRA = "transformers"
 JUDGE_NEW_TOKENS = 24  # a judge answer is a short JSON object
-IGNORED_OPTIONS = ("concurrency", "timeout", "cache")
+IGNORED_OPTIONS = ("concurrency", "timeout")
+CACHE_VERSION = 1  # bump when what a cached local answer means changes
 
 
 @dataclass(frozen=True)
@@ -56,7 +64,10 @@ class TransformersOptions:
         seed: base of the per-latent generator seed.
         temperature, top_p: sampling parameters (sampling is always on: the method needs
             differing answers). max_new_tokens: answer length limit in tokens.
-        sample_batch: sequences generated per ``generate`` call (lower it if memory is short).
+        sample_batch: sequences generated per ``generate`` call for one latent alone (lower
+            it if memory is short).
+        batch_size: latents whose prompts share one ``generate`` call (1 = one at a time).
+        cache: the answer cache directory; ``none`` disables it; None = the default directory.
         grounding: put the measured evidence in the prompt.
         biases: a YAML file of extra biases this explainer may use (not registered
             process-wide); prompt_bias: use this bias's template.
@@ -72,6 +83,8 @@ class TransformersOptions:
     grounding: bool = False
     biases: str | None = None
     prompt_bias: str | None = None
+    batch_size: int = 8
+    cache: str | None = None
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any]) -> TransformersOptions:
@@ -92,8 +105,8 @@ class TransformersOptions:
             except (TypeError, ValueError):
                 problems.append(f"option {k!r} must be a {type(default).__name__}; got {v!r}")
         opts = cls(**values)
-        if opts.max_new_tokens < 1 or opts.sample_batch < 1:
-            problems.append("options 'max_new_tokens' and 'sample_batch' must be >= 1")
+        if opts.max_new_tokens < 1 or opts.sample_batch < 1 or opts.batch_size < 1:
+            problems.append("options 'max_new_tokens', 'sample_batch' and 'batch_size' must be >= 1")
         if not opts.temperature > 0 or not 0 < opts.top_p <= 1:
             problems.append("option 'temperature' must be > 0 and 'top_p' in (0, 1]")
         if opts.dtype not in ("auto", "float32", "bfloat16", "float16"):
@@ -180,6 +193,8 @@ class TransformersExplainer(JudgeMixin, Explainer):
         self._model: Any = None
         self._processor: Any = None
         self._lock = threading.Lock()
+        self.cache = AnswerCache.from_option(options.cache)
+        self._fingerprint: str | None = None
 
     def __repr__(self) -> str:
         return f"TransformersExplainer({str(self.model_dir)!r}, device={self.device!r})"
@@ -243,8 +258,9 @@ class TransformersExplainer(JudgeMixin, Explainer):
             grounding = evidence_summary(request.evidence, request.comparison_evidence)
         return build_prompt(request, bias=bias, grounding=grounding)
 
-    def model_inputs(self, prompt: Prompt) -> Any:
-        """The processor's tensors for one prompt: chat template (if any), text and images."""
+    def model_inputs(self, prompt: Prompt, *, text_only: bool = False) -> Any:
+        """The processor's tensors for one prompt: chat template (if any), text and images
+        (``text_only``: the templated text and the images, for a batch to process together)."""
         from PIL import Image
 
         processor, _ = self.load()
@@ -257,6 +273,8 @@ class TransformersExplainer(JudgeMixin, Explainer):
         else:
             token = getattr(processor, "image_token", None) or "<image>"
             text = "".join(f"{token}\n" for _ in images) + prompt.text
+        if text_only:
+            return text, images
         return processor(text=text, images=images, return_tensors="pt")
 
     def explain(self, request: ExplainRequest) -> ExplainResponse:
@@ -298,6 +316,123 @@ class TransformersExplainer(JudgeMixin, Explainer):
             calls=calls, input_tokens=prompt_len * calls, output_tokens=output_tokens, cost_usd=0.0,
             details={"model_dir": str(self.model_dir), "device": self.device},
         )
+
+    # --- many latents: the cache, then batched generation -------------------------------------
+    def fingerprint(self) -> str:
+        """A hash of the model directory's files (relative names, sizes, contents), computed once:
+        a retrained or replaced model never reads the old model's cached answers."""
+        if self._fingerprint is None:
+            import hashlib
+
+            h = hashlib.sha256()
+            for f in sorted(p for p in self.model_dir.rglob("*") if p.is_file()):
+                h.update(f"{f.relative_to(self.model_dir)}\0{f.stat().st_size}\0".encode())
+                with open(f, "rb") as fh:
+                    h.update(hashlib.file_digest(fh, "sha256").digest())
+            self._fingerprint = h.hexdigest()
+        return self._fingerprint
+
+    def key_for(self, request: ExplainRequest, prompt: Prompt) -> str:
+        o = self.options
+        return cache_key({
+            "scheme": self.scheme, "model": self.fingerprint(), "prompt": prompt.text,
+            "images": list(prompt.images), "samples": request.samples, "index": request.index,
+            "seed": o.seed, "temperature": o.temperature, "top_p": o.top_p,
+            "max_new_tokens": o.max_new_tokens, "dtype": o.dtype, "version": CACHE_VERSION,
+        })
+
+    def explain_many(
+        self, requests: Iterable[ExplainRequest], *,
+        on_done: Callable[[ExplainResponse], None] | None = None,
+    ) -> Iterator[ExplainResponse]:
+        """Cached latents first-hand, the rest ``batch_size`` prompts per ``generate`` call."""
+        pending: list[tuple[ExplainRequest, str | None]] = []
+
+        def answer(batch: list[tuple[ExplainRequest, str | None]]) -> list[ExplainResponse]:
+            reqs = [r for r, _ in batch]
+            out = [self.explain(reqs[0])] if len(reqs) == 1 else self.explain_batch(reqs)
+            for resp, (_, key) in zip(out, batch, strict=True):
+                if key and not resp.failures:
+                    self.cache.put(key, {"answers": list(resp.answers), "calls": resp.calls,
+                                         "input_tokens": resp.input_tokens,
+                                         "output_tokens": resp.output_tokens})
+            return out
+
+        for request in requests:
+            key = self.key_for(request, self.prompt(request)) if self.cache.enabled else None
+            hit = self.cache.get(key) if key else None
+            if hit is not None:
+                resp = ExplainResponse(index=request.index, answers=tuple(hit["answers"]),
+                                       details={"model_dir": str(self.model_dir), "cached": True})
+                if on_done:
+                    on_done(resp)
+                yield resp
+                continue
+            pending.append((request, key))
+            if len(pending) >= self.options.batch_size:
+                for resp in answer(pending):
+                    if on_done:
+                        on_done(resp)
+                    yield resp
+                pending = []
+        if pending:
+            for resp in answer(pending):
+                if on_done:
+                    on_done(resp)
+                yield resp
+
+    def explain_batch(self, requests: list[ExplainRequest]) -> list[ExplainResponse]:
+        """Several latents in one ``generate`` call: prompts left-padded into one batch,
+        ``max(samples)`` sequences each; a failed call fails every latent in it."""
+        import torch
+
+        from lexflow.explainers.mllm import sample_seed
+
+        processor, model = self.load()
+        tokenizer = getattr(processor, "tokenizer", processor)
+        texts, images = [], []
+        for r in requests:
+            one = self.model_inputs(self.prompt(r), text_only=True)
+            texts.append(one[0])
+            images += one[1]
+        n = max(r.samples for r in requests)
+        side = getattr(tokenizer, "padding_side", "right")
+        try:
+            tokenizer.padding_side = "left"  # generation continues every prompt at the end
+            inputs = processor(text=texts, images=images, return_tensors="pt",
+                               padding=True).to(self.device)
+        finally:
+            tokenizer.padding_side = side
+        if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+            inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+        prompt_len = int(inputs["input_ids"].shape[1])
+        torch.manual_seed(sample_seed(self.options.seed, requests[0].index, 0))
+        details = {"model_dir": str(self.model_dir), "device": self.device,
+                   "batch": len(requests)}
+        try:
+            with torch.inference_mode():
+                out = model.generate(
+                    **inputs, do_sample=True, temperature=self.options.temperature,
+                    top_p=self.options.top_p, max_new_tokens=self.options.max_new_tokens,
+                    num_return_sequences=n)
+        except (RuntimeError, ValueError) as exc:
+            failure = f"generation failed: {type(exc).__name__}: {exc}"[:300]
+            return [ExplainResponse(index=r.index, answers=("",) * r.samples,
+                                    failures=(failure,) * r.samples, calls=1,
+                                    details=details) for r in requests]
+        pad = getattr(tokenizer, "pad_token_id", None)
+        decoded = processor.batch_decode(out[:, prompt_len:], skip_special_tokens=True)
+        responses = []
+        for k, r in enumerate(requests):
+            new = out[k * n : k * n + r.samples, prompt_len:]
+            answers, rejected = read_answers(decoded[k * n : k * n + r.samples])
+            answers += [""] * (r.samples - len(answers))
+            responses.append(ExplainResponse(
+                index=r.index, answers=tuple(answers), failures=tuple(rejected), calls=1,
+                input_tokens=int(inputs["attention_mask"][k].sum()),
+                output_tokens=int((new != pad).sum()) if pad is not None else int(new.numel()),
+                cost_usd=0.0, details=details))
+        return responses
 
     # --- the judge extension (lexflow.explainers.judging) ------------------------------------
     def ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:

@@ -1,0 +1,210 @@
+"""The measure stage against the seed's way and the raw decoder forward, timed side by side.
+
+    python benchmarks/measure_stage.py [--latents 7] [--rows 4] [--steps 5] [--threads 2]
+                                       [--repeats 7]
+
+Workload: a small MLP VAE decoder (7 latents -> 32x32 RGB, fixed seed, untrained weights are
+enough: the work done does not depend on what the images show), ``rows`` x ``steps`` per latent,
+plus the comparison rows the disentanglement bias decodes.
+
+- the seed's way: one decoder call per image and a matplotlib subplot grid saved as PNG per
+  traversal (and per comparison row);
+- lexflow's measure stage (:func:`lexflow.engine.measure_latents`: decode, evidence, grids and
+  comparison rows);
+- the raw decoder forward on the same codes, in the same batches.
+
+The three are timed in rounds, interleaved (the order rotates each round), so load on a shared
+machine hits all alike; each figure is the median over rounds and the ratios are medians of the
+per-round ratios. Then the measure stage's own time is split into its parts (decode, evidence,
+grid composition, PNG encoding), each timed on the same frames.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
+from lexflow.config import ExplainConfig  # noqa: E402
+from lexflow.engine import _partners, measure_latents  # noqa: E402
+from lexflow.stages.decode import BatchDecoder, decode_traversals  # noqa: E402
+from lexflow.stages.evidence import measure_traversal  # noqa: E402
+from lexflow.stages.plan import TraversalPlan  # noqa: E402
+from lexflow.stages.render import png_bytes, traversal_grid  # noqa: E402
+
+
+class MLPDecoder(torch.nn.Module):
+    """A small MLP VAE decoder: latent -> 256 -> 512 -> 3x32x32 in [0, 1]."""
+
+    def __init__(self, latent_dim: int) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.latent_dim = latent_dim
+        self.net = torch.nn.Sequential(
+            torch.nn.Linear(latent_dim, 256), torch.nn.ReLU(), torch.nn.Linear(256, 512),
+            torch.nn.ReLU(), torch.nn.Linear(512, 3 * 32 * 32), torch.nn.Sigmoid())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net(z).reshape(-1, 3, 32, 32)
+
+
+def seed_way(model: MLPDecoder, codes: list[np.ndarray], rows: int, steps: int) -> None:
+    """One decode per image, one matplotlib figure of rows x steps subplots per grid."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for z in codes:
+        n_rows = len(z) // steps
+        images = []
+        with torch.no_grad():
+            for code in z:
+                images.append(model.decode(torch.from_numpy(code[None]))[0].numpy())
+        fig, axes = plt.subplots(n_rows, steps, figsize=(steps, n_rows), squeeze=False)
+        for k, img in enumerate(images):
+            ax = axes[k // steps][k % steps]
+            ax.imshow(np.moveaxis(img, 0, -1))
+            ax.axis("off")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")
+        plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--latents", type=int, default=7)
+    p.add_argument("--rows", type=int, default=4)
+    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--repeats", type=int, default=7)
+    args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    model = MLPDecoder(args.latents).eval()
+    adapter = PyTorchVAEAdapter(model, device="cpu")
+    config = ExplainConfig(rows=args.rows, steps=args.steps)
+    plan = TraversalPlan.from_config(args.latents, config)
+    indices = tuple(range(args.latents))
+
+    measured, out_range, _ = measure_latents(adapter, config, indices, bias="disentanglement",
+                                             output_range=(0.0, 1.0), progress=False, plan=plan)
+    partners = _partners(measured, args.latents)
+    codes = [plan.codes(i) for i in indices]
+    codes += [plan.comparison_codes(i, j) for i, j in partners.items()]
+    n_images = sum(len(z) for z in codes)
+    # The raw forward on the batches lexflow decodes (traversals grouped, then comparison rows).
+    per = plan.rows * plan.steps
+    group = max(1, config.batch_size // per)
+    batches = [np.concatenate(codes[g : min(g + group, args.latents)])
+               for g in range(0, args.latents, group)]
+    if partners:
+        batches.append(np.concatenate(codes[args.latents:]))
+    tensors = [torch.from_numpy(b) for b in batches]
+
+    def raw() -> None:
+        with torch.inference_mode():
+            for t in tensors:
+                model.decode(t)
+
+    def stage() -> None:
+        measure_latents(adapter, config, indices, bias="disentanglement", output_range=None,
+                        progress=False, plan=plan)
+
+    def seed() -> None:
+        seed_way(model, codes, plan.rows, plan.steps)
+
+    paths: dict[str, Callable[[], None]] = {"seed": seed, "stage": stage, "raw": raw}
+    times = rounds(paths, args.repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    ratio_seed = [s / m for s, m in zip(times["seed"], times["stage"], strict=True)]
+    ratio_raw = [m / r for m, r in zip(times["stage"], times["raw"], strict=True)]
+
+    print(f"workload: MLP VAE, {args.latents} latents x {plan.rows} rows x {plan.steps} steps "
+          f"+ {len(partners)} comparison rows = {n_images} images (32x32 RGB), "
+          f"{args.threads} threads, {args.repeats} interleaved rounds")
+    print()
+    print("| path | median time |")
+    print("|---|---|")
+    print(f"| the seed's way (one decode per image, a matplotlib subplot grid) | "
+          f"{med['seed'] * 1e3:,.1f} ms |")
+    print(f"| lexflow's measure stage (decode, evidence, grids, comparison rows) | "
+          f"{med['stage'] * 1e3:,.1f} ms |")
+    print(f"| the raw decoder forward on the same codes | {med['raw'] * 1e3:,.2f} ms |")
+    print()
+    print(f"- measure stage vs the seed's way: {statistics.median(ratio_seed):.1f}x faster "
+          f"(per-round ratios {min(ratio_seed):.1f}x to {max(ratio_seed):.1f}x; goal >= 100x)")
+    print(f"- measure stage vs the raw forward: {statistics.median(ratio_raw):.1f}x the raw "
+          f"forward's time (per-round {min(ratio_raw):.1f}x to {max(ratio_raw):.1f}x)")
+    print()
+    breakdown(adapter, config, plan, indices, partners, args.repeats)
+    return 0
+
+
+def rounds(paths: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+    """Time each path once per round, the order rotating each round; one warm-up round first."""
+    names = list(paths)
+    for fn in paths.values():
+        fn()
+    times: dict[str, list[float]] = {k: [] for k in names}
+    for r in range(repeats):
+        order = names[r % len(names):] + names[: r % len(names)]
+        for k in order:
+            t = time.perf_counter()
+            paths[k]()
+            times[k].append(time.perf_counter() - t)
+    return times
+
+
+def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: TraversalPlan,
+              indices: tuple[int, ...], partners: dict[int, int], repeats: int) -> None:
+    """The measure stage's parts, each timed on the same frames (medians over interleaved
+    rounds), as shares of their sum."""
+    batch = BatchDecoder(adapter, batch_size=config.batch_size, output_range=(0.0, 1.0))
+    frames = [t.frames for t in decode_traversals(batch, plan.codes, list(indices), plan.rows,
+                                                  plan.values)]
+    frames += [batch.decode(plan.comparison_codes(i, j)).reshape(2, plan.steps, 3, 32, 32)
+               for i, j in partners.items()]
+    grids = [traversal_grid(f, plan.values) for f in frames]
+
+    def decode() -> None:
+        b = BatchDecoder(adapter, batch_size=config.batch_size, output_range=None)
+        for _ in decode_traversals(b, plan.codes, list(indices), plan.rows, plan.values):
+            pass
+        for i, j in partners.items():
+            b.decode(plan.comparison_codes(i, j))
+
+    def evidence() -> None:
+        for k, f in enumerate(frames):
+            measure_traversal(k, f)
+
+    def grid() -> None:
+        for f in frames:
+            traversal_grid(f, plan.values)
+
+    def png() -> None:
+        for g in grids:
+            png_bytes(g)
+
+    times = rounds({"decode": decode, "evidence": evidence, "grid composition": grid,
+                    "PNG encoding": png}, repeats)
+    med = {k: statistics.median(v) for k, v in times.items()}
+    total = sum(med.values())
+    print("| share | what | median time |")
+    print("|---|---|---|")
+    for k, v in sorted(med.items(), key=lambda kv: -kv[1]):
+        print(f"| {100 * v / total:.0f}% | {k} | {v * 1e3:.2f} ms |")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
