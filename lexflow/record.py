@@ -36,6 +36,8 @@ class LatentResult:
         answers: every sampled answer ("" for failed ones); failures: why they failed.
         evidence: the measured evidence (see lexflow.stages.evidence.Evidence.to_dict).
         image: artifact path of the traversal grid; comparison_image: of the comparison rows.
+        strip: artifact path of the small PNG strip (one row, a few frames); animation: of the
+            animated traversal (GIF); None when not rendered (see ``render_failures``).
         partner: the latent clamped in the comparison row.
         flags: warnings about the answers, e.g. one naming a property the evidence says did not
             move (grounding); details: what the explainer added (labels, cache hits, ...).
@@ -65,6 +67,8 @@ class LatentResult:
     kind: str = "latent"
     members: tuple[int, ...] | None = None
     condition: str | None = None
+    strip: str | None = None
+    animation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,9 @@ class ExplainResult:
     # artifact path -> PNG bytes of every grid (traversals and comparisons); not in to_dict, and
     # empty in a result read back with from_dict.
     images: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # Pictures for people (strips, animations, the certainty chart) that could not be drawn, one
+    # line each; the grids and the run are unaffected.
+    render_failures: tuple[str, ...] = ()
 
     @property
     def explainable_fraction(self) -> float:
@@ -134,6 +141,7 @@ class ExplainResult:
             names.METRIC_INPUT_TOKENS: float(usage.get("input_tokens", 0.0)),
             names.METRIC_OUTPUT_TOKENS: float(usage.get("output_tokens", 0.0)),
             names.METRIC_COST: float(usage.get("cost_usd", 0.0)),
+            names.METRIC_IMAGES: float(usage.get("images", 0.0)),
         }
         out.update({names.certainty_metric(r.index, self.latent_dim): r.certainty
                     for r in self.latents})
@@ -143,7 +151,8 @@ class ExplainResult:
 
     def _skipped_dict(self, r: LatentResult) -> dict[str, Any]:
         return {"index": r.index, "label": r.label, "status": SKIPPED,
-                "reason": self.skip_reason(), "evidence": r.evidence, "image": r.image}
+                "reason": self.skip_reason(), "evidence": r.evidence, "image": r.image,
+                "strip": r.strip, "animation": r.animation}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "explanations.json") -> ExplainResult:
@@ -176,6 +185,7 @@ class ExplainResult:
                 skipped=tuple(_latent_from_dict({**r, "explanation": None, "explainable": False,
                                                  "certainty": 0.0, "answers": ()}, latent_dim)
                               for r in doc.get("skipped") or ()),
+                render_failures=tuple(str(f) for f in doc.get("render_failures") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: a malformed lexflow explanations.json ({type(exc).__name__}: "
@@ -204,6 +214,7 @@ class ExplainResult:
             "latents": [asdict(r) for r in self.latents],
             **({"traversal": self.traversal} if self.traversal else {}),
             **({"skipped": [self._skipped_dict(r) for r in self.skipped]} if self.skipped else {}),
+            **({"render_failures": list(self.render_failures)} if self.render_failures else {}),
         }
 
 
@@ -318,7 +329,7 @@ _REPORT_CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}.inactive{color:#888}.unclear{color:#a60}.failed{color:#b00}
-img{image-rendering:pixelated;max-width:100%}section{margin:2em 0}code{background:#f4f4f4}
+img{image-rendering:pixelated;max-width:100%}img.anim{margin-left:1em;vertical-align:top}section{margin:2em 0}code{background:#f4f4f4}
 """
 
 
@@ -337,6 +348,11 @@ def _item_note(r: LatentResult, traversal: dict[str, Any]) -> str:
         text = (f"Moves latents {e(', '.join(map(str, r.members or ())))} together; columns in "
                 f"{unit}, increasing.")
     return text + (f" Condition: <code>{e(r.condition)}</code>." if r.condition else "")
+
+
+def _data_uri(path: str, data: bytes) -> str:
+    mime = "image/gif" if path.endswith(".gif") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -> str:
@@ -358,8 +374,13 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         f"<p><b>{d['summary']['explainable_fraction']:.0%}</b> of {len(result.latents)} latents "
         f"explainable · mean certainty <b>{result.mean_certainty:.2f}</b> · "
         f"{result.active_latents} active</p>",
-        "<table><tr><th>latent</th><th>explanation</th><th>certainty</th><th>status</th></tr>",
     ]
+    chart = images.get(names.CERTAINTY_CHART)
+    if chart:
+        out.append(f"<p><img alt='certainty per latent against the threshold' "
+                   f"src='{_data_uri(names.CERTAINTY_CHART, chart)}'></p>")
+    out.append("<table><tr><th>latent</th><th>explanation</th><th>certainty</th><th>status</th>"
+               "</tr>")
     for r in result.latents:
         text = e(r.explanation) if r.explanation else f"<i>{e(names.NO_CLEAR_EXPLANATION)}</i>"
         out.append(
@@ -374,14 +395,17 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         if r.kind != "latent":
             out.append(f"<p>{_item_note(r, result.traversal)}</p>")
         img = images.get(r.image)
+        anim = images.get(r.animation or "")
         if img:
-            b64 = base64.b64encode(img).decode()
-            out.append(f"<img alt='traversal of latent {e(r.label)}' src='data:image/png;base64,{b64}'>")
+            out.append(f"<img alt='traversal of latent {e(r.label)}' "
+                       f"src='{_data_uri(r.image, img)}'>")
+        if anim and r.animation:
+            out.append(f"<img class='anim' alt='animated traversal of latent {e(r.label)}' "
+                       f"src='{_data_uri(r.animation, anim)}'>")
         cmp_img = images.get(r.comparison_image or "")
         if cmp_img:
-            b64 = base64.b64encode(cmp_img).decode()
             out.append(f"<p>Comparison: the first row again with latent {r.partner} clamped.</p>"
-                       f"<img alt='comparison' src='data:image/png;base64,{b64}'>")
+                       f"<img alt='comparison' src='{_data_uri('x.png', cmp_img)}'>")
         ev = r.evidence
         moved = [(k, v) for k, v in ev.get("properties", {}).items() if v["score"] >= 1.0]
         out.append(f"<p>Status <b>{e(r.status)}</b>, certainty {r.certainty:.2f}. Pixel change "
@@ -406,5 +430,9 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
                    f"{e(str(result.config.get('top_k')))} most active latents (top_k): "
                    f"{e(labels)}. They were measured but not explained, and are not counted "
                    f"in the explainable fraction.</p></section>")
+    if result.render_failures:
+        skipped += ("<section id='render-failures'><h2>Pictures not drawn</h2><ul>"
+                    + "".join(f"<li>{e(f)}</li>" for f in result.render_failures)
+                    + "</ul></section>")
     out.append(skipped + "</body></html>")
     return "\n".join(out)
