@@ -329,7 +329,8 @@ _REPORT_CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}.inactive{color:#888}.unclear{color:#a60}.failed{color:#b00}
-img{image-rendering:pixelated;max-width:100%}img.anim{margin-left:1em;vertical-align:top}section{margin:2em 0}code{background:#f4f4f4}
+img{image-rendering:pixelated;max-width:100%}img.anim{margin-left:1em;vertical-align:top}
+section{margin:2em 0}code{background:#f4f4f4}
 """
 
 
