@@ -283,8 +283,37 @@ def md_escape(text: str, limit: int = 500) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def description_section(result: ExplainResult) -> str:
-    """The lexflow-owned part of the model-version description (between the markers)."""
+DESCRIPTION_STRIPS = 16  # latents with a strip in the description: a 16-row table stays readable
+
+
+def artifact_link(path: str, run_id: str) -> str:
+    """The registry UI's relative URL of a run artifact (the page renders it inline)."""
+    return f"get-artifact?path={path.replace('/', '%2F')}&run_uuid={run_id}"
+
+
+def strip_latents(result: ExplainResult, limit: int = DESCRIPTION_STRIPS) -> list[LatentResult]:
+    """The latents whose strip the description shows: those with a strip, the ``limit`` most
+    active (measured total change), in table order."""
+    drawn = [r for r in result.latents if r.strip]
+    ranked = sorted(drawn, key=lambda r: (-float(r.evidence.get("total_change", 0.0)), r.index))
+    chosen = {r.index for r in ranked[:limit]}
+    return [r for r in result.latents if r.index in chosen]
+
+
+def strips_note(result: ExplainResult, shown: int) -> str:
+    """Where the strips the description leaves out are (empty when every strip is shown)."""
+    drawn = sum(1 for r in result.latents if r.strip)
+    if shown >= drawn:
+        return ""
+    return (f"Strips of the {shown} most active of {drawn} latents; every latent's strip is under "
+            f"`{names.STRIP_DIR}/` and its animation in `{names.REPORT_FILE}` of run "
+            f"`{result.run_id}`.")
+
+
+def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS) -> str:
+    """The lexflow-owned part of the model-version description (between the markers): a table
+    with a small strip (one traversal row, drawn at its own size) of the ``strips`` most active
+    latents beside their explanations."""
     lines = [
         names.DESCRIPTION_BEGIN,
         f"### Latent explanations (lexflow {result.lexflow_version})",
@@ -296,12 +325,18 @@ def description_section(result: ExplainResult) -> str:
         "| latent | explanation | certainty | grid |",
         "|---|---|---|---|",
     ]
+    with_strip = {r.index for r in strip_latents(result, strips)}
     for r in result.latents:
         text = md_escape(r.explanation) if r.explanation else f"*{names.NO_CLEAR_EXPLANATION}*"
         if r.status == "inactive":
             text += " (inactive)"
-        link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
-        lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | [grid]({link}) |")
+        strip = (f"![{r.label}]({artifact_link(r.strip, result.run_id)}) "
+                 if r.strip and r.index in with_strip else "")
+        lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | "
+                     f"{strip}[grid]({artifact_link(r.image, result.run_id)}) |")
+    note = strips_note(result, len(with_strip))
+    if note:
+        lines.append(f"\n{note}")
     if result.skipped:
         labels = ", ".join(r.label for r in result.skipped)
         lines.append(f"\nSkipped (not among the {result.config.get('top_k')} most active latents, "
