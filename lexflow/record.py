@@ -300,14 +300,44 @@ def strip_latents(result: ExplainResult, limit: int = DESCRIPTION_STRIPS) -> lis
     return [r for r in result.latents if r.index in chosen]
 
 
-def strips_note(result: ExplainResult, shown: int) -> str:
-    """Where the strips the description leaves out are (empty when every strip is shown)."""
-    drawn = sum(1 for r in result.latents if r.strip)
-    if shown >= drawn:
-        return ""
-    return (f"Strips of the {shown} most active of {drawn} latents; every latent's strip is under "
-            f"`{names.STRIP_DIR}/` and its animation in `{names.REPORT_FILE}` of run "
-            f"`{result.run_id}`.")
+def strips_note(run_id: str) -> str:
+    """The line saying where the strips the description leaves out are."""
+    return (f"Not every latent's strip is shown here: all of them are under `{names.STRIP_DIR}/`, "
+            f"with each latent's animation in `{names.REPORT_FILE}`, of run `{run_id}`.")
+
+
+_STRIP_IMAGE = re.compile(r"!\[[^\]]*\]\(get-artifact\?path="
+                          + re.escape(names.STRIP_DIR.replace("/", "%2F")) + r"%2F[^)]*\) ")
+_RUN_UUID = re.compile(r"run_uuid=([0-9A-Za-z]+)")
+_RANK = re.compile(r"!\[latent [0-9]+, activity rank ([0-9]+)\]")
+
+
+def drop_strips(section: str, room: int) -> str:
+    """``section`` with strips taken out, the least active latent's first, until it fits in ``room``
+    characters (or none is left); the line saying where every strip is comes in with the first.
+    The first step of fitting the section beside the user's text: pictures go before words."""
+    if len(section) <= room:
+        return section
+    lines = section.split("\n")
+    rows = [k for k, line in enumerate(lines) if _STRIP_IMAGE.search(line)]
+    found = _RUN_UUID.search(lines[rows[0]]) if rows else None
+    if not rows or not found:
+        return section
+    note = strips_note(found.group(1))
+    if note not in lines:
+        end = rows[-1] + 1
+        while end < len(lines) and lines[end].startswith("| "):
+            end += 1
+        lines[end:end] = ["", note]
+    def rank(k: int) -> int:
+        found = _RANK.search(lines[k])
+        return int(found.group(1)) if found else 0
+
+    for k in sorted(rows, key=rank, reverse=True):
+        lines[k] = _STRIP_IMAGE.sub("", lines[k], count=1)
+        if len("\n".join(lines)) <= room:
+            break
+    return "\n".join(lines)
 
 
 def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS) -> str:
@@ -325,18 +355,21 @@ def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS)
         "| latent | explanation | certainty | grid |",
         "|---|---|---|---|",
     ]
-    with_strip = {r.index for r in strip_latents(result, strips)}
+    ranked = strip_latents(result, strips)
+    rank = {r.index: k for k, r in enumerate(sorted(
+        ranked, key=lambda r: (-float(r.evidence.get("total_change", 0.0)), r.index)), 1)}
+    with_strip = set(rank)
     for r in result.latents:
         text = md_escape(r.explanation) if r.explanation else f"*{names.NO_CLEAR_EXPLANATION}*"
         if r.status == "inactive":
             text += " (inactive)"
-        strip = (f"![{r.label}]({artifact_link(r.strip, result.run_id)}) "
+        strip = (f"![latent {r.label}, activity rank {rank.get(r.index)}]"
+                 f"({artifact_link(r.strip, result.run_id)}) "
                  if r.strip and r.index in with_strip else "")
         lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | "
                      f"{strip}[grid]({artifact_link(r.image, result.run_id)}) |")
-    note = strips_note(result, len(with_strip))
-    if note:
-        lines.append(f"\n{note}")
+    if len(with_strip) < sum(1 for r in result.latents if r.strip):
+        lines.append(f"\n{strips_note(result.run_id)}")
     if result.skipped:
         labels = ", ".join(r.label for r in result.skipped)
         lines.append(f"\nSkipped (not among the {result.config.get('top_k')} most active latents, "
