@@ -24,7 +24,7 @@ import copy
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, cast
 
 from lexflow.explainers.judge_prompts import (
     JudgeAnswerRejected,
@@ -39,7 +39,25 @@ from lexflow.explainers.judge_prompts import (
 
 if TYPE_CHECKING:
     from lexflow.explainers.base import ExplainRequest
-    from lexflow.explainers.mllm import MLLMExplainer
+
+
+class _CallPath(Protocol):
+    """What a judge needs of an MLLM explainer (lexflow.explainers.mllm.MLLMExplainer): its
+    options, client, cache, prices and retried call. A protocol, so this module does not import
+    the explainer it is mixed into."""
+
+    uri: str
+    options: Any
+    cache: Any
+    prices: Any
+
+    def redact(self, text: str) -> str: ...
+    async def open_client(self) -> Any: ...
+    async def close_client(self, client: Any) -> None: ...
+    async def model_identity(self, client: Any) -> str: ...
+    def key_for(self, prompt: Any, index: int, sample: int, identity: str) -> str: ...
+    async def _attempts(self, client: Any, limit: asyncio.Semaphore, prompt: Any, seed: int,
+                        what: str) -> tuple[Any, str, int]: ...
 
 log = logging.getLogger("lexflow.explainers")
 FROM_GRIDS = "from grids"
@@ -133,19 +151,19 @@ def read_reply(explainer: Any, prompt: JudgePrompt, read: Reader, text: str | No
 class APIJudgeMixin(JudgeMixin):
     """Judge questions through an MLLM explainer's own call path (mixed into MLLMExplainer)."""
 
-    _judge_twin: MLLMExplainer
+    _judge_twin: _CallPath
 
-    def judge_explainer(self) -> MLLMExplainer:
+    def judge_explainer(self) -> _CallPath:
         """This explainer with the judge's temperature (same client, key, cache and prices)."""
         if not hasattr(self, "_judge_twin"):
-            o = cast("MLLMExplainer", self).options
-            twin = cast("MLLMExplainer", copy.copy(self))
+            o = cast(_CallPath, self).options
+            twin = cast(_CallPath, copy.copy(self))
             twin.options = replace(o, temperature=None if o.temperature is None else o.judge_temperature)
             self._judge_twin = twin
         return self._judge_twin
 
     def ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:
-        from lexflow.explainers.mllm import run_in_thread
+        from lexflow.explainers.calls import run_in_thread
 
         try:
             return run_in_thread(lambda: self._ask_judge(prompt, read))
@@ -154,7 +172,7 @@ class APIJudgeMixin(JudgeMixin):
             return Verdict(prompt.task, None, why)
 
     async def _ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:
-        from lexflow.explainers.mllm import sample_seed
+        from lexflow.explainers.calls import sample_seed
         from lexflow.explainers.pricing import cost_usd
 
         judge = self.judge_explainer()

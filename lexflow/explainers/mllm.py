@@ -26,7 +26,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -34,6 +34,7 @@ from lexflow.cache import AnswerCache, cache_key
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import Answer, AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.explainers.calls import run_in_thread, sample_seed
 from lexflow.explainers.faults import CallFailed, classify
 from lexflow.explainers.grounding import contradictions, evidence_summary
 from lexflow.explainers.judging import APIJudgeMixin
@@ -175,29 +176,6 @@ class CallPreview:
     output_tokens: int
     cost_usd: float
     extra: dict[str, Any] = field(default_factory=dict)
-
-
-def sample_seed(base: int, index: int, sample: int) -> int:
-    """A distinct, reproducible seed per (latent, sample), so samples differ but reruns match."""
-    return (base * 1_000_003 + index * 1009 + sample) % (2**31 - 1)
-
-
-def run_in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on a fresh event loop in a worker thread, return its value."""
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = asyncio.run(factory())
-        except BaseException as exc:  # handed to the caller's thread
-            out["error"] = exc
-
-    t = threading.Thread(target=target, name="lexflow-mllm", daemon=True)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
 
 
 class MLLMExplainer(APIJudgeMixin, Explainer):

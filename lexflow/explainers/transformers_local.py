@@ -262,7 +262,7 @@ class TransformersExplainer(JudgeMixin, Explainer):
     def explain(self, request: ExplainRequest) -> ExplainResponse:
         import torch
 
-        from lexflow.explainers.mllm import sample_seed
+        from lexflow.explainers.calls import sample_seed
 
         processor, model = self.load()
         inputs = self.model_inputs(self.prompt(request)).to(self.device)

@@ -332,8 +332,7 @@ def test_judge_temperature_is_an_option_and_checked(serve) -> None:
 
 def test_local_transformers_judge_sends_the_grids_and_reports_gibberish_as_unavailable(
         views, texts, tmp_path, monkeypatch) -> None:
-    """A tiny random LLaVA (tests/integration/test_transformers_explainer.py) cannot answer:
-    never scored right."""
+    """A tiny random LLaVA (integration/test_transformers_explainer.py) cannot answer: never right."""
     pytest.importorskip("transformers")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     from test_transformers_explainer import build_tiny_llava
