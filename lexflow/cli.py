@@ -250,7 +250,7 @@ def plugins_command(as_json: bool) -> None:
     """
     import json
 
-    from lexflow.plugins import installed_plugins
+    from lexflow.plugin_list import installed_plugins
 
     found = installed_plugins()
     if as_json:

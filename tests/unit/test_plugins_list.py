@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from lexflow.cli import cli
-from lexflow.plugins import installed_plugins
+from lexflow.plugin_list import installed_plugins
 
 
 @pytest.fixture
