@@ -9,7 +9,8 @@
     ├── MissingDependencyError   an optional dependency is not installed (exit 2)
     ├── TrackingError            the MLflow tracking server / registry cannot be used (exit 1)
     ├── DecodeError              the decoder failed or returned bad values while decoding (exit 1)
-    └── ExplainerError           an explainer could not be built or failed (exit 1)
+    ├── ExplainerError           an explainer could not be built or failed (exit 1)
+    └── CheckpointError          a shipped/cached model checkpoint is stale or unreadable (exit 1)
 
 Messages say what was received and what to do about it.
 """
@@ -60,6 +61,22 @@ class DecodeError(LexflowError):
 
 class ExplainerError(LexflowError):
     """An explainer could not be created or failed to answer."""
+
+
+class CheckpointError(LexflowError):
+    """A checkpoint was trained with other settings or model code, or does not load: retrain it."""
+
+
+def brief(value: object, limit: int = 80) -> str:
+    """A repr of ``value`` bounded to about ``limit`` characters, for messages: a value read from
+    a file or an option may be huge, and a message must stay one readable line."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxtuple, r.maxdict, r.maxset = limit, limit, 6, 6, 4, 6
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "...'"
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -170,14 +170,11 @@ def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
 
 
 def read_biases(path: str | Path) -> list[Bias]:
-    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML."""
-    import yaml
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML (no aliases)."""
+    from lexflow.safe_yaml import read_yaml
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Could not read biases from {p}: {exc}") from exc
+    data = read_yaml(p, "biases file")
     if isinstance(data, Mapping) and "biases" in data:
         data = data["biases"]
     items = data if isinstance(data, list) else [data]
