@@ -354,6 +354,7 @@ def drop_strips(section: str, room: int) -> str:
         while end < len(lines) and lines[end].startswith("| "):
             end += 1
         lines[end:end] = ["", note]
+
     def rank(k: int) -> int:
         found = _RANK.search(lines[k])
         return int(found.group(1)) if found else 0
@@ -417,9 +418,14 @@ def _pointer(hidden: int) -> str:
 def fit_section(section: str, room: int) -> str:
     """``section`` shortened to at most ``room`` characters, or "" when not even its head fits.
 
-    Steps, until it fits: drop the grid links; bound every other line; list fewer latents
-    (explained ones first, in order) with a line pointing to the report; the head and the pointer
-    alone. The markers are always kept, so a later run finds and replaces the section."""
+    Steps, until it fits: drop the strips, the least active latent's first, with a line saying
+    where they all are (:func:`drop_strips`); drop the grid links; bound every other line; list
+    fewer latents (explained ones first, in order) with a line pointing to the report; the head
+    and the pointer alone. The markers are always kept, so a later run finds and replaces the
+    section."""
+    if len(section) <= room:
+        return section
+    section = drop_strips(section, room)
     if len(section) <= room:
         return section
     lines = section.split("\n")

@@ -8,11 +8,13 @@ import re
 
 from lexflow import names
 from lexflow.record import (
+    DESCRIPTION_MAX,
     DESCRIPTION_STRIPS,
     ExplainResult,
     LatentResult,
     description_section,
     drop_strips,
+    merge_description,
     strips_note,
 )
 
@@ -77,3 +79,29 @@ def test_drop_strips_fits_the_room_least_active_first() -> None:
     assert strips_note(RUN) in fitted and fitted.count("\n| ") == 1 + 16
     none = drop_strips(section, 10)  # not even the words fit: every strip is gone
     assert _shown(none) == {} and none.startswith(names.DESCRIPTION_BEGIN)
+
+
+def test_description_never_exceeds_the_store_and_keeps_the_users_text() -> None:
+    user = "Owner's notes. " * 200 + "\n\nLast line of the owner's text."  # ~3,000 characters
+    for n in (16, 64, 512):
+        section = description_section(_result(n, "changes the object's colour " * 4))
+        merged = merge_description(user, section)
+        assert len(merged) <= DESCRIPTION_MAX, (n, len(merged))
+        assert merged.startswith(user.rstrip("\n"))  # the user's part, untouched
+        own = merged[len(user.rstrip("\n")):]
+        assert own.count(names.DESCRIPTION_BEGIN) == 1 and own.rstrip().endswith(names.DESCRIPTION_END)
+        assert names.REPORT_FILE in own  # the rest is pointed to
+        # a later run replaces the section in place, still within the limit
+        again = merge_description(merged, description_section(_result(n)))
+        assert len(again) <= DESCRIPTION_MAX and again.startswith(user.rstrip("\n"))
+
+
+def test_strips_go_before_words_when_room_is_short() -> None:
+    section = description_section(_result(16))
+    user = "u" * (DESCRIPTION_MAX - len(section) + 300)  # 300 characters short
+    merged = merge_description(user, section)
+    assert len(merged) <= DESCRIPTION_MAX and merged.startswith(user)
+    kept = _shown(merged)
+    assert 0 < len(kept) < 16 and sorted(kept.values()) == list(range(1, len(kept) + 1))
+    assert merged.count("\n| ") == 1 + 16 and merged.count("[grid](") == 16  # every row, every link
+    assert strips_note(RUN) in merged
