@@ -267,6 +267,37 @@ def config_from_options(*, explainer: str, samples: int, steps: int, span: float
     )
 
 
+@cli.command("plugins")
+@click.option("--json", "as_json", is_flag=True, help="Print the list as JSON (for machines).")
+def plugins_command(as_json: bool) -> None:
+    """List the installed explainers, adapters and biases and the package providing each.
+
+    A plugin that fails to load is listed with its error (the command still succeeds).
+    """
+    import json
+
+    from lexflow.plugin_list import installed_plugins
+
+    found = installed_plugins()
+    if as_json:
+        click.echo(json.dumps([p.to_dict() for p in found], indent=2))
+        return
+    width = max(len(p.name) for p in found)
+    sources = {p: f"{p.distribution} {p.version}".strip() + (" (built-in)" if p.builtin else "")
+               for p in found}
+    swidth = max(len(v) for v in sources.values())
+    for kind, heading in (("explainer", "explainers"), ("adapter", "adapters"),
+                          ("bias", "biases")):
+        click.echo(f"{heading}:")
+        for p in (p for p in found if p.kind == kind):
+            click.echo(f"  {p.name:<{width}}  {sources[p]:<{swidth}}  {p.target}".rstrip())
+            if p.error:
+                click.echo(f"  {'':<{width}}  error: {p.error}")
+    broken = sum(p.error is not None for p in found)
+    if broken:
+        click.echo(f"{broken} plugin(s) failed to load or are not used; see the errors above.")
+
+
 def main() -> None:
     cli(prog_name="lexflow")
 

@@ -38,7 +38,13 @@ from lexflow.sanitize import clean_response
 from lexflow.stages.decode import BatchDecoder, decode_traversals
 from lexflow.stages.evidence import Evidence, measure_traversal
 from lexflow.stages.plan import Plan, plan_for
-from lexflow.stages.render import png_bytes, traversal_grid
+from lexflow.stages.render import (
+    certainty_chart,
+    png_bytes,
+    traversal_gif,
+    traversal_grid,
+    traversal_strip,
+)
 from lexflow.uncertainty import Similarity, consensus, similarity_for
 
 
@@ -168,6 +174,22 @@ class Measured:
     comparison: Evidence | None = None
     comparison_grid: bytes | None = None
     partner: int | None = None
+    strip: bytes | None = None  # small PNG row for people (None when not drawn, or restored)
+    animation: bytes | None = None  # animated GIF of the first row
+    render_failures: tuple[str, ...] = ()
+
+
+def _pictures(m: Measured, frames: np.ndarray, label: str) -> None:
+    """Draw the strip and the animation of one traversal; a picture that cannot be drawn is
+    named in ``m.render_failures`` and the run goes on (the grid is what explainers need)."""
+    failures = []
+    for what, draw in (("strip", traversal_strip), ("animation", traversal_gif)):
+        try:
+            setattr(m, what, draw(frames))
+        except Exception as exc:  # any drawing failure: a picture is never worth the run
+            failures.append(f"latent {label}: could not draw the {what}: "
+                            f"{type(exc).__name__}: {exc}")
+    m.render_failures = tuple(failures)
 
 
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
@@ -223,6 +245,7 @@ def measure_latents(
         for t in decode_traversals(batch, plan.codes, todo, plan.rows, plan.values):
             ev = measure_traversal(t.index, t.frames)
             measured[t.index] = Measured(ev, png_bytes(traversal_grid(t.frames, plan.values)))
+            _pictures(measured[t.index], t.frames, names.latent_label(t.index, plan.items))
             if checkpoint:
                 checkpoint.output_range = batch.output_range
                 checkpoint.add_measured(t.index, ev, measured[t.index].grid)
@@ -381,6 +404,8 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
         comparison_image=names.traversal_path(i, d, comparison=True) if m.comparison_grid else None,
         comparison_evidence=m.comparison.to_dict() if m.comparison else None, partner=m.partner,
         kind=plan.kind, members=members.get(i), condition=conditions.get(i, plan.condition),
+        strip=names.strip_path(i, d) if m.strip else None,
+        animation=names.animation_path(i, d) if m.animation else None,
     )
     if skipped:
         return LatentResult(status=SKIPPED, explanation=None, explainable=False, certainty=0.0,
@@ -406,6 +431,7 @@ def _usage(responses: dict[int, ExplainResponse]) -> dict[str, float]:
         "input_tokens": float(sum(r.input_tokens for r in responses.values())),
         "output_tokens": float(sum(r.output_tokens for r in responses.values())),
         "cost_usd": float(sum(r.cost_usd for r in responses.values())),
+        "images": float(sum(r.images for r in responses.values())),
     }
 
 
@@ -483,11 +509,22 @@ def explain_decoder(
                                 skipped=i in skipped)
                for i in prepared.indices}
     images: dict[str, bytes] = {}
+    failures: list[str] = []
     for r in results.values():
-        images[r.image] = measured[r.index].grid
-        grid = measured[r.index].comparison_grid
-        if r.comparison_image and grid:
-            images[r.comparison_image] = grid
+        m = measured[r.index]
+        images[r.image] = m.grid
+        if r.comparison_image and m.comparison_grid:
+            images[r.comparison_image] = m.comparison_grid
+        if r.strip and m.strip:
+            images[r.strip] = m.strip
+        if r.animation and m.animation:
+            images[r.animation] = m.animation
+        failures.extend(m.render_failures)
+    try:
+        images[names.CERTAINTY_CHART] = certainty_chart(
+            [(r.label, r.certainty, r.status) for r in results.values()], config.threshold)
+    except Exception as exc:  # a chart is never worth the run
+        failures.append(f"could not draw the certainty chart: {type(exc).__name__}: {exc}")
     return ExplainResult(
         model_uri="", model_name=None, model_version=None, run_id="",
         explainer=explainer.uri, explainer_is_mllm=explainer.is_mllm, latent_dim=plan.items,
@@ -497,5 +534,5 @@ def explain_decoder(
         created=datetime.now(UTC).isoformat(timespec="seconds"),
         traversal=plan.describe() if plan.kind != "latent" else {},
         skipped=tuple(results[i] for i in prepared.indices if i in skipped),
-        images=images,
+        images=images, render_failures=tuple(failures),
     )

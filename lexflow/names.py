@@ -66,6 +66,19 @@ def traversal_path(index: int, latent_dim: int, *, comparison: bool = False) -> 
     return f"{TRAVERSAL_DIR}/latent_{latent_label(index, latent_dim)}{suffix}.png"
 
 
+STRIP_DIR = "lexflow/strips"  # one small PNG row per latent (the registry description shows it)
+CERTAINTY_CHART = "lexflow/certainty.png"  # each item's certainty against the threshold
+
+
+def strip_path(index: int, latent_dim: int) -> str:
+    return f"{STRIP_DIR}/latent_{latent_label(index, latent_dim)}.png"
+
+
+def animation_path(index: int, latent_dim: int) -> str:
+    """The animated traversal (GIF), beside the grid."""
+    return f"{TRAVERSAL_DIR}/latent_{latent_label(index, latent_dim)}.gif"
+
+
 # --- metrics ---
 METRIC_EXPLAINABLE_FRACTION = "explainable_fraction"
 METRIC_MEAN_CERTAINTY = "mean_certainty"
@@ -74,6 +87,7 @@ METRIC_CALLS = "explainer_calls"
 METRIC_INPUT_TOKENS = "explainer_input_tokens"
 METRIC_OUTPUT_TOKENS = "explainer_output_tokens"
 METRIC_COST = "explainer_cost_usd"
+METRIC_IMAGES = "explainer_images"  # images sent to explainers (every call's images, retries too)
 
 
 def certainty_metric(index: int, latent_dim: int) -> str:

@@ -3,6 +3,7 @@
 Built-ins are listed here as ``module:attribute`` references and loaded lazily, exactly like the
 entry points third parties declare in the ``lexflow.explainers`` and ``lexflow.adapters`` groups;
 they work from a source checkout too. A third-party entry point cannot shadow a built-in name.
+(:mod:`lexflow.plugin_list` lists them all with the distribution providing each.)
 """
 
 from __future__ import annotations
@@ -55,3 +56,4 @@ def registry(group: str) -> dict[str, Any]:
     for ep in entry_points(group=group):
         found.setdefault(ep.name, ep)
     return found
+

@@ -36,6 +36,8 @@ class LatentResult:
         answers: every sampled answer ("" for failed ones); failures: why they failed.
         evidence: the measured evidence (see lexflow.stages.evidence.Evidence.to_dict).
         image: artifact path of the traversal grid; comparison_image: of the comparison rows.
+        strip: artifact path of the small PNG strip (one row, a few frames); animation: of the
+            animated traversal (GIF); None when not rendered (see ``render_failures``).
         partner: the latent clamped in the comparison row.
         flags: warnings about the answers, e.g. one naming a property the evidence says did not
             move (grounding); details: what the explainer added (labels, cache hits, ...).
@@ -65,6 +67,8 @@ class LatentResult:
     kind: str = "latent"
     members: tuple[int, ...] | None = None
     condition: str | None = None
+    strip: str | None = None
+    animation: str | None = None
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,9 @@ class ExplainResult:
     # artifact path -> PNG bytes of every grid (traversals and comparisons); not in to_dict, and
     # empty in a result read back with from_dict.
     images: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+    # Pictures for people (strips, animations, the certainty chart) that could not be drawn, one
+    # line each; the grids and the run are unaffected.
+    render_failures: tuple[str, ...] = ()
 
     @property
     def explainable_fraction(self) -> float:
@@ -146,6 +153,7 @@ class ExplainResult:
             names.METRIC_INPUT_TOKENS: float(usage.get("input_tokens", 0.0)),
             names.METRIC_OUTPUT_TOKENS: float(usage.get("output_tokens", 0.0)),
             names.METRIC_COST: float(usage.get("cost_usd", 0.0)),
+            names.METRIC_IMAGES: float(usage.get("images", 0.0)),
         }
         out.update({names.certainty_metric(r.index, self.latent_dim): r.certainty
                     for r in self.latents})
@@ -155,7 +163,8 @@ class ExplainResult:
 
     def _skipped_dict(self, r: LatentResult) -> dict[str, Any]:
         return {"index": r.index, "label": r.label, "status": SKIPPED,
-                "reason": self.skip_reason(), "evidence": r.evidence, "image": r.image}
+                "reason": self.skip_reason(), "evidence": r.evidence, "image": r.image,
+                "strip": r.strip, "animation": r.animation}
 
     @classmethod
     def from_dict(cls, doc: Mapping[str, Any], source: str = "explanations.json") -> ExplainResult:
@@ -188,6 +197,7 @@ class ExplainResult:
                 skipped=tuple(_latent_from_dict({**r, "explanation": None, "explainable": False,
                                                  "certainty": 0.0, "answers": ()}, latent_dim)
                               for r in doc.get("skipped") or ()),
+                render_failures=tuple(str(f) for f in doc.get("render_failures") or ()),
             )
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise ConfigError(f"{source}: a malformed lexflow explanations.json ({type(exc).__name__}: "
@@ -216,6 +226,7 @@ class ExplainResult:
             "latents": [asdict(r) for r in self.latents],
             **({"traversal": self.traversal} if self.traversal else {}),
             **({"skipped": [self._skipped_dict(r) for r in self.skipped]} if self.skipped else {}),
+            **({"render_failures": list(self.render_failures)} if self.render_failures else {}),
         }
 
 
@@ -297,8 +308,68 @@ DESCRIPTION_CELL = 200  # characters of one explanation in the description table
 _GRID_CELL = re.compile(r" \[grid\]\([^)]*\) \|$")
 
 
-def description_section(result: ExplainResult) -> str:
-    """The lexflow-owned part of the model-version description (between the markers)."""
+DESCRIPTION_STRIPS = 16  # latents with a strip in the description: a 16-row table stays readable
+
+
+def artifact_link(path: str, run_id: str) -> str:
+    """The registry UI's relative URL of a run artifact (the page renders it inline)."""
+    return f"get-artifact?path={path.replace('/', '%2F')}&run_uuid={run_id}"
+
+
+def strip_latents(result: ExplainResult, limit: int = DESCRIPTION_STRIPS) -> list[LatentResult]:
+    """The latents whose strip the description shows: those with a strip, the ``limit`` most
+    active (measured total change), in table order."""
+    drawn = [r for r in result.latents if r.strip]
+    ranked = sorted(drawn, key=lambda r: (-float(r.evidence.get("total_change", 0.0)), r.index))
+    chosen = {r.index for r in ranked[:limit]}
+    return [r for r in result.latents if r.index in chosen]
+
+
+def strips_note(run_id: str) -> str:
+    """The line saying where the strips the description leaves out are."""
+    return (f"Not every latent's strip is shown here: all of them are under `{names.STRIP_DIR}/`, "
+            f"with each latent's animation in `{names.REPORT_FILE}`, of run `{run_id}`.")
+
+
+_STRIP_IMAGE = re.compile(r"!\[[^\]]*\]\(get-artifact\?path="
+                          + re.escape(names.STRIP_DIR.replace("/", "%2F")) + r"%2F[^)]*\) ")
+_RUN_UUID = re.compile(r"run_uuid=([0-9A-Za-z]+)")
+_RANK = re.compile(r"!\[latent [0-9]+, activity rank ([0-9]+)\]")
+
+
+def drop_strips(section: str, room: int) -> str:
+    """``section`` with strips taken out, the least active latent's first, until it fits in ``room``
+    characters (or none is left); the line saying where every strip is comes in with the first.
+    The first step of fitting the section beside the user's text: pictures go before words."""
+    if len(section) <= room:
+        return section
+    lines = section.split("\n")
+    rows = [k for k, line in enumerate(lines) if _STRIP_IMAGE.search(line)]
+    found = _RUN_UUID.search(lines[rows[0]]) if rows else None
+    if not rows or not found:
+        return section
+    note = strips_note(found.group(1))
+    if note not in lines:
+        end = rows[-1] + 1
+        while end < len(lines) and lines[end].startswith("| "):
+            end += 1
+        lines[end:end] = ["", note]
+
+    def rank(k: int) -> int:
+        found = _RANK.search(lines[k])
+        return int(found.group(1)) if found else 0
+
+    for k in sorted(rows, key=rank, reverse=True):
+        lines[k] = _STRIP_IMAGE.sub("", lines[k], count=1)
+        if len("\n".join(lines)) <= room:
+            break
+    return "\n".join(lines)
+
+
+def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS) -> str:
+    """The lexflow-owned part of the model-version description (between the markers): a table
+    with a small strip (one traversal row, drawn at its own size) of the ``strips`` most active
+    latents beside their explanations."""
     lines = [
         names.DESCRIPTION_BEGIN,
         f"### Latent explanations (lexflow {result.lexflow_version})",
@@ -310,13 +381,22 @@ def description_section(result: ExplainResult) -> str:
         "| latent | explanation | certainty | grid |",
         "|---|---|---|---|",
     ]
+    ranked = strip_latents(result, strips)
+    rank = {r.index: k for k, r in enumerate(sorted(
+        ranked, key=lambda r: (-float(r.evidence.get("total_change", 0.0)), r.index)), 1)}
+    with_strip = set(rank)
     for r in result.latents:
         text = (md_escape(r.explanation, DESCRIPTION_CELL) if r.explanation
                 else f"*{names.NO_CLEAR_EXPLANATION}*")
         if r.status == "inactive":
             text += " (inactive)"
-        link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
-        lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | [grid]({link}) |")
+        strip = (f"![latent {r.label}, activity rank {rank.get(r.index)}]"
+                 f"({artifact_link(r.strip, result.run_id)}) "
+                 if r.strip and r.index in with_strip else "")
+        lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | "
+                     f"{strip}[grid]({artifact_link(r.image, result.run_id)}) |")
+    if len(with_strip) < sum(1 for r in result.latents if r.strip):
+        lines.append(f"\n{strips_note(result.run_id)}")
     if result.skipped:
         labels = ", ".join(r.label for r in result.skipped)
         lines.append(f"\nSkipped (not among the {result.config.get('top_k')} most active latents, "
@@ -338,9 +418,14 @@ def _pointer(hidden: int) -> str:
 def fit_section(section: str, room: int) -> str:
     """``section`` shortened to at most ``room`` characters, or "" when not even its head fits.
 
-    Steps, until it fits: drop the grid links; bound every other line; list fewer latents
-    (explained ones first, in order) with a line pointing to the report; the head and the pointer
-    alone. The markers are always kept, so a later run finds and replaces the section."""
+    Steps, until it fits: drop the strips, the least active latent's first, with a line saying
+    where they all are (:func:`drop_strips`); drop the grid links; bound every other line; list
+    fewer latents (explained ones first, in order) with a line pointing to the report; the head
+    and the pointer alone. The markers are always kept, so a later run finds and replaces the
+    section."""
+    if len(section) <= room:
+        return section
+    section = drop_strips(section, room)
     if len(section) <= room:
         return section
     lines = section.split("\n")
@@ -404,7 +489,8 @@ _REPORT_CSS = """
 body{font-family:system-ui,sans-serif;margin:2em;max-width:1100px;color:#222}
 table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:4px 8px;text-align:left;
 vertical-align:top}.inactive{color:#888}.unclear{color:#a60}.failed{color:#b00}
-img{image-rendering:pixelated;max-width:100%}section{margin:2em 0}code{background:#f4f4f4}
+img{image-rendering:pixelated;max-width:100%}img.anim{margin-left:1em;vertical-align:top}
+section{margin:2em 0}code{background:#f4f4f4}
 """
 
 
@@ -423,6 +509,11 @@ def _item_note(r: LatentResult, traversal: dict[str, Any]) -> str:
         text = (f"Moves latents {e(', '.join(map(str, r.members or ())))} together; columns in "
                 f"{unit}, increasing.")
     return text + (f" Condition: <code>{e(r.condition)}</code>." if r.condition else "")
+
+
+def _data_uri(path: str, data: bytes) -> str:
+    mime = "image/gif" if path.endswith(".gif") else "image/png"
+    return f"data:{mime};base64,{base64.b64encode(data).decode()}"
 
 
 def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -> str:
@@ -444,8 +535,13 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         f"<p><b>{d['summary']['explainable_fraction']:.0%}</b> of {len(result.latents)} latents "
         f"explainable · mean certainty <b>{result.mean_certainty:.2f}</b> · "
         f"{result.active_latents} active</p>",
-        "<table><tr><th>latent</th><th>explanation</th><th>certainty</th><th>status</th></tr>",
     ]
+    chart = images.get(names.CERTAINTY_CHART)
+    if chart:
+        out.append(f"<p><img alt='certainty per latent against the threshold' "
+                   f"src='{_data_uri(names.CERTAINTY_CHART, chart)}'></p>")
+    out.append("<table><tr><th>latent</th><th>explanation</th><th>certainty</th><th>status</th>"
+               "</tr>")
     for r in result.latents:
         text = e(r.explanation) if r.explanation else f"<i>{e(names.NO_CLEAR_EXPLANATION)}</i>"
         out.append(
@@ -460,14 +556,17 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         if r.kind != "latent":
             out.append(f"<p>{_item_note(r, result.traversal)}</p>")
         img = images.get(r.image)
+        anim = images.get(r.animation or "")
         if img:
-            b64 = base64.b64encode(img).decode()
-            out.append(f"<img alt='traversal of latent {e(r.label)}' src='data:image/png;base64,{b64}'>")
+            out.append(f"<img alt='traversal of latent {e(r.label)}' "
+                       f"src='{_data_uri(r.image, img)}'>")
+        if anim and r.animation:
+            out.append(f"<img class='anim' alt='animated traversal of latent {e(r.label)}' "
+                       f"src='{_data_uri(r.animation, anim)}'>")
         cmp_img = images.get(r.comparison_image or "")
         if cmp_img:
-            b64 = base64.b64encode(cmp_img).decode()
             out.append(f"<p>Comparison: the first row again with latent {r.partner} clamped.</p>"
-                       f"<img alt='comparison' src='data:image/png;base64,{b64}'>")
+                       f"<img alt='comparison' src='{_data_uri('x.png', cmp_img)}'>")
         ev = r.evidence
         moved = [(k, v) for k, v in ev.get("properties", {}).items() if v["score"] >= 1.0]
         out.append(f"<p>Status <b>{e(r.status)}</b>, certainty {r.certainty:.2f}. Pixel change "
@@ -492,5 +591,9 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
                    f"{e(str(result.config.get('top_k')))} most active latents (top_k): "
                    f"{e(labels)}. They were measured but not explained, and are not counted "
                    f"in the explainable fraction.</p></section>")
+    if result.render_failures:
+        skipped += ("<section id='render-failures'><h2>Pictures not drawn</h2><ul>"
+                    + "".join(f"<li>{e(f)}</li>" for f in result.render_failures)
+                    + "</ul></section>")
     out.append(skipped + "</body></html>")
     return "\n".join(out)

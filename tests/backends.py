@@ -128,6 +128,19 @@ class Postgres:
         """For MLflow (SQLAlchemy 2.1 would pick psycopg 3 for a bare postgresql://)."""
         return f"postgresql+psycopg2://{self.user}@{self.host}:{self.port}/{database}"
 
+    def create_database(self, database: str) -> str:
+        """A new empty database in the cluster (for a second mlflow server); its store URI."""
+        import psycopg2
+
+        conn = psycopg2.connect(self.uri("postgres"))
+        try:
+            conn.autocommit = True
+            with conn.cursor() as cur:
+                cur.execute(f'CREATE DATABASE "{database}"')
+        finally:
+            conn.close()
+        return self.store_uri(database)
+
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[Postgres]:
@@ -196,6 +209,46 @@ def pg_s3_server(moto_s3: S3, postgres: Postgres,
     with mlflow_server(root, args, clean_env(**moto_s3.env()), "mlflow server (postgres + s3)"
                        ) as (url, _, log):
         yield Backend(url, moto_s3, store, postgres.uri("mlflow"), artifacts, log)
+
+
+# --- the main integration tests, on both backends ---------------------------------------------
+
+BACKENDS = ("sqlite", "postgres-s3")
+
+
+@dataclass(frozen=True)
+class Store:
+    """One of the session's mlflow servers, by backend, and what a client needs beside its URL.
+
+    Attributes:
+        kind: ``sqlite`` (SQLite store, artifacts proxied by the server) or ``postgres-s3``
+            (PostgreSQL store, artifacts straight to S3 on moto).
+        url: the server's tracking URI; env: extra environment for this process and for
+            subprocesses (the S3 endpoint and keys); log: the server's log.
+    """
+
+    kind: str
+    url: str
+    env: dict[str, str]
+    log: Path
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def store_server(request: pytest.FixtureRequest) -> Store:
+    """Each test that uses it runs once per backend, sharing the session's one server of each
+    (the PostgreSQL + moto one starts on first use)."""
+    if request.param == "sqlite":
+        server = request.getfixturevalue("mlflow_server")
+        return Store("sqlite", server.url, {}, server.log)
+    b: Backend = request.getfixturevalue("pg_s3_server")
+    return Store("postgres-s3", b.url, b.s3.env(), b.log)
+
+
+@pytest.fixture
+def any_tracking(store_server: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """This process (and its subprocesses) pointed at ``store_server`` for one test."""
+    with point_tracking_at(store_server.url, monkeypatch, store_server.env) as uri:
+        yield uri
 
 
 @pytest.fixture

@@ -43,6 +43,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def unavailable(reason: str) -> None:
+    """A tool a test needs is missing: skip locally, fail under CI (the ``CI`` environment
+    variable set), where every backend and browser the docs promise must be tested."""
+    if os.environ.get("CI"):
+        pytest.fail(f"{reason} (CI is set: a missing tool fails the test instead of skipping it)")
+    pytest.skip(reason)
+
+
 def unique(prefix: str) -> str:
     """A name no other test (or earlier session against the same server) uses."""
     return f"{prefix}-{uuid.uuid4().hex[:10]}"

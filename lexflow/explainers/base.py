@@ -74,6 +74,7 @@ class ExplainResponse:
         answers: sampled answers; "" marks a failed, empty or refused answer (never an explanation).
         failures: why each failed answer failed (same order as the failures occurred).
         calls, input_tokens, output_tokens: usage; cost_usd: estimated cost in US dollars.
+        images: images sent to the explainer (each call's images, retries included).
     """
 
     index: int
@@ -84,6 +85,7 @@ class ExplainResponse:
     output_tokens: int = 0
     cost_usd: float = 0.0
     details: Mapping[str, Any] = field(default_factory=dict)
+    images: int = 0
 
 
 class Explainer(ABC):

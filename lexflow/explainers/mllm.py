@@ -377,6 +377,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
             failures=tuple(f"sample {k + 1}: {s.failure}" for k, s in enumerate(samples) if s.failure),
             calls=sum(s.calls for s in samples), input_tokens=tokens_in, output_tokens=tokens_out,
             cost_usd=cost_usd(self.prices, tokens_in, tokens_out), details=details,
+            images=sum(s.calls for s in samples) * len(prompt.images),
         )
 
     async def _explain_all(self, requests: Iterable[ExplainRequest],

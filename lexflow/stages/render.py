@@ -1,4 +1,5 @@
-"""Render traversals as PNG grids: rows = base samples, columns = frame values, increasing.
+"""Render traversals: PNG grids (rows = base samples, columns = frame values, increasing) for
+explainers, and for people a small strip and an animation per latent and a certainty chart.
 
 Speed (benchmarks/measure_stage.py): the grid is composed with array reshapes (no per-tile
 loop), the header of value labels is drawn once per (values, tile width) and reused, and PNG
@@ -9,9 +10,13 @@ only the file size changes (a few percent larger on these flat-coloured grids).
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
+
+from lexflow.errors import LexflowError
 
 MIN_CELL = 64  # pixels; small decoders are upscaled (nearest) so people and MLLMs can see them
 PAD = 2
@@ -71,4 +76,115 @@ def png_bytes(image: np.ndarray) -> bytes:
 
     buf = io.BytesIO()
     Image.fromarray(image).save(buf, format="PNG", compress_level=PNG_LEVEL)
+    return buf.getvalue()
+
+
+# --- pictures for people: a strip per latent, an animation per latent, a certainty chart ---
+
+STRIP_FRAMES = 5  # frames in a strip: few enough that a 16-row registry table stays readable
+STRIP_CELL = 32  # pixels per strip frame (the registry page shows it at this size)
+GIF_CELL = 96  # pixels per animation frame
+GIF_FRAME_MS = 120
+
+# Status -> bar colour of the certainty chart (the report's colours).
+STATUS_COLOURS = {"explained": (46, 139, 87), "unclear": (204, 102, 0), "failed": (178, 0, 0),
+                  "inactive": (150, 150, 150), "skipped": (200, 200, 200)}
+
+
+class RenderError(LexflowError, ValueError):
+    """A picture that cannot be drawn from these frames (the grid is unaffected)."""
+
+
+def _row_images(row: np.ndarray, cell: int) -> list[Any]:
+    """float [steps, C, H, W] in [0, 1] (C = 1 or 3) -> PIL images of ``cell`` px on the long side."""
+    from PIL import Image
+
+    if row.ndim != 4 or row.shape[1] not in (1, 3) or row.shape[0] < 1:
+        raise RenderError(f"cannot draw frames of shape {tuple(row.shape)}: expected "
+                          "[steps, C, H, W] with C = 1 (grey) or 3 (RGB)")
+    if not np.isfinite(row).all():
+        raise RenderError("cannot draw frames with NaN or infinite pixels")
+    tiles = _to_uint8(row)
+    h, w = tiles.shape[1:3]
+    scale = cell / max(h, w)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return [Image.fromarray(t).resize(size, method) for t in tiles]
+
+
+def pick_frames(steps: int, n: int = STRIP_FRAMES) -> list[int]:
+    """``n`` column indices spread evenly from the first to the last frame (all when fewer)."""
+    if steps <= n:
+        return list(range(steps))
+    return sorted({int(round(v)) for v in np.linspace(0, steps - 1, n)})
+
+
+def traversal_strip(frames: np.ndarray, n: int = STRIP_FRAMES, cell: int = STRIP_CELL) -> bytes:
+    """PNG of one row of a traversal: ``n`` frames, left to right in increasing value.
+    frames: float32 [rows, steps, C, H, W] in [0, 1]; the first row is drawn."""
+    from PIL import Image
+
+    if frames.ndim != 5:
+        raise RenderError(f"cannot draw a strip from frames of shape {tuple(frames.shape)}: "
+                          "expected [rows, steps, C, H, W]")
+    row = frames[0][pick_frames(frames.shape[1], n)]
+    imgs = _row_images(row, cell)
+    w, h = imgs[0].size
+    canvas = Image.new("RGB", (len(imgs) * (w + 1) - 1, h), (255, 255, 255))
+    for k, img in enumerate(imgs):
+        canvas.paste(img, (k * (w + 1), 0))
+    buf = io.BytesIO()
+    canvas.save(buf, format="PNG", optimize=True)
+    return buf.getvalue()
+
+
+def traversal_gif(frames: np.ndarray, cell: int = GIF_CELL) -> bytes:
+    """An animated GIF of the first row of a traversal, there and back again, looping.
+    frames: float32 [rows, steps, C, H, W] in [0, 1]."""
+    if frames.ndim != 5:
+        raise RenderError(f"cannot animate frames of shape {tuple(frames.shape)}: "
+                          "expected [rows, steps, C, H, W]")
+    imgs = _row_images(frames[0], cell)
+    seq = imgs + imgs[-2:0:-1]  # ping-pong, without repeating the ends
+    buf = io.BytesIO()
+    seq[0].save(buf, format="GIF", save_all=True, append_images=seq[1:], loop=0,
+                duration=GIF_FRAME_MS, optimize=True)
+    return buf.getvalue()
+
+
+def certainty_chart(items: Sequence[tuple[str, float, str]], threshold: float) -> bytes:
+    """PNG bar chart of each item's certainty (label, certainty in [0, 1], status), bars coloured
+    by status, with the threshold as a dashed line. Drawn with PIL (no plotting library)."""
+    from PIL import Image, ImageDraw
+
+    left, right, top, bottom, plot_h = 34, 10, 22, 30, 160
+    bar = max(6, min(28, 640 // max(1, len(items))))
+    width = left + right + max(1, len(items)) * bar
+    img = Image.new("RGB", (max(width, 330), top + plot_h + bottom), (255, 255, 255))
+    draw = ImageDraw.Draw(img)
+    y0 = top + plot_h
+    draw.text((4, 4), f"certainty per latent (threshold {threshold:.2f})", fill=(0, 0, 0))
+    for v in (0.0, 0.5, 1.0):
+        y = y0 - v * plot_h
+        draw.line([(left - 3, y), (left + len(items) * bar, y)], fill=(220, 220, 220))
+        draw.text((4, y - 5), f"{v:.1f}", fill=(80, 80, 80))
+    label_every = max(1, int(np.ceil(len(items) * 18 / max(1, len(items) * bar))))
+    for k, (label, certainty, status) in enumerate(items):
+        c = min(1.0, max(0.0, float(certainty)))
+        x = left + k * bar
+        colour = STATUS_COLOURS.get(status, (90, 90, 200))
+        draw.rectangle([x + 1, y0 - max(1.0, c * plot_h), x + bar - 2, y0], fill=colour)
+        if k % label_every == 0:
+            draw.text((x + 1, y0 + 4), str(label)[-4:], fill=(0, 0, 0))
+    t = min(1.0, max(0.0, float(threshold)))
+    yt = y0 - t * plot_h
+    for x in range(left, left + len(items) * bar, 8):
+        draw.line([(x, yt), (min(x + 4, left + len(items) * bar), yt)], fill=(0, 0, 0), width=1)
+    x = left
+    for status in ("explained", "unclear", "failed", "inactive"):
+        draw.rectangle([x, y0 + 18, x + 8, y0 + 26], fill=STATUS_COLOURS[status])
+        draw.text((x + 11, y0 + 17), status, fill=(0, 0, 0))
+        x += 16 + 6 * len(status)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG", optimize=True)
     return buf.getvalue()

@@ -102,6 +102,8 @@ def _explain(model_uri: str, config: ExplainConfig, *, progress: bool, experimen
                 result = dataclasses.replace(
                     result, model_uri=model.uri, model_name=model.name,
                     model_version=model.version, run_id=run.run_id)
+                for failure in result.render_failures:  # named in the run's log; not fatal
+                    print(f"lexflow: warning: {failure}", file=sys.stderr)
                 log_outputs(run.run_id, result)
                 runs.log_metrics(run.run_id, result.metrics())
                 if result.status == names.STATUS_FAILED:  # nothing answered: not a result

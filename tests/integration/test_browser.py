@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 from conftest import register_blob_model
-from helpers import REPO_ROOT, unique
+from helpers import REPO_ROOT, unavailable, unique
 
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 
@@ -43,7 +43,7 @@ class EvilExplainer(Explainer):
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
     if not (Path(CHROMIUM).exists() and Path(CHROMEDRIVER).exists()):
-        pytest.skip(f"Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER} missing): run `make "
+        unavailable(f"Chromium is not installed ({CHROMIUM}, {CHROMEDRIVER} missing): run `make "
                     "browser` (apt-get install chromium chromium-driver) to run this test.")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service

@@ -31,7 +31,9 @@ def test_unknown_evaluator_config_key_suggests_the_field() -> None:
     assert explain_config({"rows": 2, "latents": "0-2", "model_uri": "models:/x/1"}).latents == (0, 1, 2)
 
 
-def test_evaluate_explains_logs_and_validates(tracking: str, no_progress: None, tmp_path: Path) -> None:
+def test_evaluate_explains_logs_and_validates(any_tracking: str, no_progress: None,
+                                              tmp_path: Path) -> None:
+    """On both backends (SQLite; PostgreSQL + S3 on moto)."""
     import mlflow
     import pandas as pd
     from mlflow import MlflowClient

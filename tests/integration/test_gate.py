@@ -10,8 +10,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from backends import Store
 from click.testing import CliRunner
-from conftest import Server, lexflow_cli, register_blob_model
+from conftest import lexflow_cli, register_blob_model
 from helpers import REPO_ROOT as REPO  # noqa: E402
 from helpers import lexflow_tags, point_tracking_at, unique
 
@@ -157,12 +158,14 @@ def test_review_warns_and_matches_semantically_with_a_local_embedder() -> None:
 # --- against a real server -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def explained(mlflow_server: Server) -> Iterator[tuple[str, str, str]]:
-    """A blob decoder (4 active latents of 5), registered and explained with `measure`."""
+def explained(store_server: Store) -> Iterator[tuple[str, str, str]]:
+    """A blob decoder (4 active latents of 5), registered and explained with `measure`, on each
+    backend (the gate tests run once per backend: SQLite; PostgreSQL + S3 on moto)."""
     from lexflow.config import ExplainConfig
     from lexflow.tracking.job import explain
 
-    with pytest.MonkeyPatch.context() as mp, point_tracking_at(mlflow_server.url, mp):
+    with pytest.MonkeyPatch.context() as mp, point_tracking_at(store_server.url, mp,
+                                                               store_server.env):
         mp.setenv("LEXFLOW_NO_PROGRESS", "1")
         name = unique("gate-blob")
         version = register_blob_model(name)
@@ -172,8 +175,8 @@ def explained(mlflow_server: Server) -> Iterator[tuple[str, str, str]]:
 
 
 @pytest.fixture
-def on_server(mlflow_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    with point_tracking_at(mlflow_server.url, monkeypatch) as uri:
+def on_server(store_server: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    with point_tracking_at(store_server.url, monkeypatch, store_server.env) as uri:
         monkeypatch.setenv("LEXFLOW_NO_PROGRESS", "1")
         yield uri
 
@@ -190,7 +193,7 @@ def _gate(*args: str):  # noqa: ANN202 - click's Result
     return CliRunner().invoke(cli, ["gate", *args], catch_exceptions=False)
 
 
-def test_gate_passes_and_promotes(explained: tuple[str, str, str], mlflow_server: Server,
+def test_gate_passes_and_promotes(explained: tuple[str, str, str], store_server: Store,
                                   tmp_path: Path) -> None:
     name, version, run_id = explained
     policy = _policy(tmp_path, "explanation: {lexflow_version: '>=0.1,<1'}\n"
@@ -198,10 +201,11 @@ def test_gate_passes_and_promotes(explained: tuple[str, str, str], mlflow_server
                                "review: {terms: [skin tone]}\n")
     # the installed console script, a real process with a real exit code
     done = lexflow_cli("gate", f"models:/{name}/{version}", "--policy", str(policy),
-                       "--promote", "champion", tracking_uri=mlflow_server.url)
+                       "--promote", "champion", tracking_uri=store_server.url, **store_server.env)
     assert done.returncode == 0, done.describe()
     assert "Gate passed. Alias 'champion' now points at this version." in done.stdout
-    with pytest.MonkeyPatch.context() as mp, point_tracking_at(mlflow_server.url, mp):
+    with pytest.MonkeyPatch.context() as mp, point_tracking_at(store_server.url, mp,
+                                                               store_server.env):
         from mlflow import MlflowClient
 
         assert MlflowClient().get_model_version_by_alias(name, "champion").version == version

@@ -97,6 +97,8 @@ def test_full_run_records_answers_failures_flags_and_never_the_key(
     metrics = MlflowClient().get_run(result.run_id).data.metrics
     assert metrics[names.METRIC_CALLS] == 12 + 2  # 4 latents x 3 samples, 2 retries
     assert metrics[names.METRIC_COST] > 0
+    sent = sum(len(s.images) for s in server.calls)  # what reached the wire, retries included
+    assert sent > 0 and metrics[names.METRIC_IMAGES] == sent
 
     # the key went to the server, and nowhere else
     assert all({k.lower(): v for k, v in s.headers.items()}["authorization"] == f"Bearer {SECRET}"

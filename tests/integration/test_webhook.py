@@ -14,11 +14,13 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import requests
-from conftest import Server, register_blob_model, subprocess_env
+from backends import BACKENDS
+from conftest import register_blob_model, subprocess_env
 from helpers import (
     REPO_ROOT,
     clean_env,
@@ -85,20 +87,40 @@ def test_verify_rejects_unsigned_wrong_stale_and_replayed() -> None:
 
 # --- end to end -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def webhook_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """An mlflow server that may deliver webhooks over http to 127.0.0.1."""
+@dataclass(frozen=True)
+class HookServer:
+    """The webhook-sending mlflow server; env: what clients need beside its URL (S3 keys)."""
+
+    url: str
+    log: Path
+    env: dict[str, str]
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def webhook_server(request: pytest.FixtureRequest,
+                   tmp_path_factory: pytest.TempPathFactory) -> Iterator[HookServer]:
+    """An mlflow server that may deliver webhooks over http to 127.0.0.1, on each backend:
+    SQLite, and PostgreSQL (a database of the session's cluster) + S3 on moto."""
     root = tmp_path_factory.mktemp("mlflow-webhook-server")
-    env = clean_env(MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https",
+    client_env: dict[str, str] = {}
+    if request.param == "sqlite":
+        store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+                 "--artifacts-destination", str(root / "artifacts")]
+    else:
+        pg, s3 = request.getfixturevalue("postgres"), request.getfixturevalue("moto_s3")
+        database = f"webhooks_{uuid.uuid4().hex[:8]}"
+        store = ["--backend-store-uri", pg.create_database(database), "--default-artifact-root",
+                 f"s3://{s3.bucket}/{database}", "--no-serve-artifacts"]
+        client_env = s3.env()
+    env = clean_env(MLFLOW_WEBHOOK_ALLOWED_SCHEMES="http,https", **client_env,
                     MLFLOW_WEBHOOK_ALLOW_PRIVATE_IPS="true", MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES="0")
-    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-             "--artifacts-destination", str(root / "artifacts")]
-    with mlflow_server(root, store, env, "mlflow server (webhooks)") as (url, proc, log):
-        yield Server(url, proc.pid, log, root)
+    with mlflow_server(root, store, env, "mlflow server (webhooks)") as (url, _, log):
+        yield HookServer(url, log, client_env)
 
 
 @pytest.fixture(scope="module")
-def receiver(webhook_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+def receiver(webhook_server: HookServer,
+             tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
     """`python -m lexflow.webhooks` on loopback, gating with a policy and promoting to `gated`."""
     root = tmp_path_factory.mktemp("receiver")
     policy = root / "policy.yaml"
@@ -106,7 +128,7 @@ def receiver(webhook_server: Server, tmp_path_factory: pytest.TempPathFactory) -
                       "explanation: {lexflow_version: '>=0.1,<1'}\n")
     port = free_port()
     log = root / "receiver.log"
-    env = subprocess_env(webhook_server.url, LEXFLOW_WEBHOOK_SECRET=SECRET)
+    env = subprocess_env(webhook_server.url, LEXFLOW_WEBHOOK_SECRET=SECRET, **webhook_server.env)
     cmd = [sys.executable, "-m", "lexflow.webhooks", "--port", str(port), "--policy", str(policy),
            "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*",
            "--allow-pickle"]
@@ -147,11 +169,12 @@ def test_receiver_rejects_bad_deliveries_over_http(receiver: tuple[str, Path]) -
 
 
 def test_new_version_is_explained_gated_and_promoted(
-        webhook_server: Server, receiver: tuple[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:
+        webhook_server: HookServer, receiver: tuple[str, Path],
+        monkeypatch: pytest.MonkeyPatch) -> None:
     from mlflow import MlflowClient
 
     url, log = receiver
-    with point_tracking_at(webhook_server.url, monkeypatch):
+    with point_tracking_at(webhook_server.url, monkeypatch, webhook_server.env):
         c = MlflowClient()
         hook = c.create_webhook(name=unique("lexflow"), url=url + "/", secret=SECRET,
                                 events=["model_version.created"])

@@ -109,8 +109,11 @@ def test_result_reads_back_and_gives_the_metrics() -> None:
     metrics = result.metrics()
     assert metrics[names.METRIC_SKIPPED_LATENTS] == 3.0
     assert metrics[names.METRIC_ACTIVE_LATENTS] == 1.0
-    assert set(result.images) == {r.image for r in result.latents + result.skipped} | {
-        r.comparison_image for r in result.latents if r.comparison_image}
+    items = result.latents + result.skipped
+    assert set(result.images) == {r.image for r in items} | {
+        r.comparison_image for r in result.latents if r.comparison_image} | {
+        r.strip for r in items} | {r.animation for r in items} | {names.CERTAINTY_CHART}
+    assert metrics[names.METRIC_IMAGES] == 0.0  # the recorder sends no images
 
 
 def test_from_dict_rejects_another_schema() -> None:
