@@ -266,3 +266,20 @@ def experiment_runs(experiment_name: str) -> list[Any]:
     if exp is None:
         return []
     return c.search_runs([exp.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+@pytest.fixture
+def mllm_servers() -> Iterator[Callable[..., Any]]:
+    """Start loopback MLLM servers (tests/mllm_servers.py) for a test; all stopped at teardown."""
+    from mllm_servers import MLLMServer
+
+    started: list[MLLMServer] = []
+
+    def start(wire: str, model: str = "test-model") -> MLLMServer:
+        server = MLLMServer(wire, model).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from lexflow.stages.scenes import RegionChange, analyse, traversal_changes
+from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
 __all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal"]
 
@@ -116,18 +117,6 @@ class Evidence:
                            for p in d["properties"]}
         d["changes"] = [dict(c) for c in d["changes"]]
         return d
-
-
-def _rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """rgb [..., 3] in [0, 1] -> hue in turns, saturation, value."""
-    r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
-    mx, mn = rgb.max(-1), rgb.min(-1)
-    delta = mx - mn
-    safe = np.where(delta > 1e-8, delta, 1.0)
-    h = np.where(mx == r, ((g - b) / safe) % 6, np.where(mx == g, (b - r) / safe + 2, (r - g) / safe + 4))
-    h = np.where(delta > 1e-8, h / 6.0, 0.0)
-    s = np.where(mx > 1e-8, delta / np.where(mx > 1e-8, mx, 1.0), 0.0)
-    return h, s, mx
 
 
 def measure_frames(images: np.ndarray) -> dict[str, np.ndarray]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -151,20 +151,11 @@ def texts() -> dict[int, str]:
 
 
 @pytest.fixture
-def serve(monkeypatch, tmp_path) -> Iterator[Callable[..., MLLMServer]]:
+def serve(monkeypatch, tmp_path, mllm_servers) -> Callable[..., MLLMServer]:
     monkeypatch.setenv("LEXFLOW_CACHE_DIR", str(tmp_path / "cache"))
     for variable in KEYS.values():
         monkeypatch.setenv(variable, KEY)
-    started: list[MLLMServer] = []
-
-    def start(wire: str, model: str = "test-model") -> MLLMServer:
-        server = MLLMServer(wire, model).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    return mllm_servers
 
 
 def explainer(server: MLLMServer, **options: Any) -> MLLMExplainer:

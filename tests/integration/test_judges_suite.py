@@ -11,7 +11,6 @@ import sys
 
 import pytest
 from helpers import REPO_ROOT
-from mllm_servers import MLLMServer
 
 from lexflow.explainers.judging import FROM_GRIDS
 from lexflow.quality.judge import SELF_CONSISTENCY
@@ -20,17 +19,8 @@ KEY = "sk-test-key-0123456789"
 
 
 @pytest.fixture
-def serve():
-    started: list[MLLMServer] = []
-
-    def start(wire: str, model: str = "test-model") -> MLLMServer:
-        server = MLLMServer(wire, model).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+def serve(mllm_servers):
+    return mllm_servers
 
 
 def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_consistency(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -37,21 +37,12 @@ def measured() -> tuple[dict[int, Any], tuple[float, ...]]:
 
 
 @pytest.fixture
-def serve(monkeypatch, tmp_path) -> Iterator[Callable[..., MLLMServer]]:
+def serve(monkeypatch, tmp_path, mllm_servers) -> Callable[..., MLLMServer]:
     """Start servers for a test (stopped at teardown); keys are fake, the cache is per test."""
     monkeypatch.setenv("LEXFLOW_CACHE_DIR", str(tmp_path / "cache"))
     for variable in KEYS.values():
         monkeypatch.setenv(variable, "sk-test-key")
-    started: list[MLLMServer] = []
-
-    def start(wire: str, model: str = "test-model") -> MLLMServer:
-        server = MLLMServer(wire, model).start()
-        started.append(server)
-        return server
-
-    yield start
-    for server in started:
-        server.stop()
+    return mllm_servers
 
 
 def explainer(server: MLLMServer, **options: Any) -> MLLMExplainer:
