@@ -44,6 +44,7 @@ LAZY_COMMANDS = {
     "calibrate": "lexflow.calibration:command",
     "evaluate": "lexflow.quality.cli:command",
     "explain-registry": "lexflow.registry_scan:command",
+    "diff": "lexflow.diff.cli:command",
 }
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lexflow import names
+from lexflow.gate.diffcheck import diff_checks
 from lexflow.gate.policy import Policy
 
 # texts, terms -> [len(texts), len(terms)] cosine similarities (a sentence-embedding model)
@@ -112,8 +113,10 @@ class GateResult:
         }
 
 
-def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None = None) -> GateResult:
-    """Run every check of ``policy`` against ``ev``."""
+def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None = None,
+             diff: Any = None) -> GateResult:
+    """Run every check of ``policy`` against ``ev`` (and ``diff``, a
+    :class:`lexflow.gate.diffcheck.DiffEvidence`, for the policy's ``diff`` section)."""
     checks: list[Check] = [_status(policy, ev)]
     doc = ev.explanations
     if doc is not None:
@@ -126,6 +129,7 @@ def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None =
             checks.append(_certainty(policy, doc))
         checks.extend(_explainer(policy, doc))
         checks.extend(_review(policy, doc, embedder))
+        checks.extend(diff_checks(policy.diff, diff))
     return GateResult(ev.uri, ev.tags.get(names.TAG_RUN_ID), tuple(checks), policy.sha256, policy.source)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 from lexflow import names
 from lexflow.errors import did_you_mean
+from lexflow.gate.diffcheck import DIFF_KEYS, DiffPolicy, parse_diff
 from lexflow.gate.errors import PolicyError
 
 POLICY_SCHEMA = "lexflow.policy/1"
@@ -22,7 +23,7 @@ REVIEW_ACTIONS = ("fail", "warn")
 FRACTION_OF = ("all", "active")
 STATUSES = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 
-_TOP = ("schema", "explanation", "thresholds", "review", "explainer")
+_TOP = ("schema", "explanation", "thresholds", "review", "explainer", "diff")
 _EXPLANATION = ("status", "lexflow_version", "newer_than_version")
 _THRESHOLDS = ("min_explainable_fraction", "explainable_fraction_of", "min_mean_certainty")
 _REVIEW = ("terms", "action", "semantic_model", "semantic_threshold")
@@ -89,6 +90,7 @@ class Policy:
     min_mean_certainty: float | None = None
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     explainer: ExplainerPolicy = field(default_factory=ExplainerPolicy)
+    diff: DiffPolicy = field(default_factory=DiffPolicy)  # lexflow.gate.diffcheck
     sha256: str = ""
     source: str = "<policy>"
 
@@ -128,6 +130,7 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     thr = _section(doc, "thresholds", _THRESHOLDS, problems)
     rev = _section(doc, "review", _REVIEW, problems)
     exp = _section(doc, "explainer", _EXPLAINER, problems)
+    diff = parse_diff(_section(doc, "diff", DIFF_KEYS, problems), problems)
 
     statuses = _strings(expl, "status", "explanation.status", problems, default=(names.STATUS_COMPLETE,))
     for s in statuses:
@@ -182,7 +185,7 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
                             semantic_model=model or None,
                             semantic_threshold=0.6 if sem_thr is None else sem_thr),
         explainer=ExplainerPolicy(require_mllm=require_mllm, allow=allow, deny=deny),
-        sha256=hashlib.sha256(data).hexdigest(), source=source,
+        diff=diff, sha256=hashlib.sha256(data).hexdigest(), source=source,
     )
 
 
