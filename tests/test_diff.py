@@ -1,0 +1,297 @@
+"""`lexflow diff`: meanings across versions, against a real SQLite-backed MLflow store.
+
+One module-scoped store holds a blob decoder (the champion), a copy with its latents permuted,
+a "retrained" copy whose meanings moved, the same decoder explained with other settings and one
+with another latent_dim, and a version never explained.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from conftest import lexflow_cli, register_torch_model, use_tracking_uri
+
+from lexflow import names
+from lexflow.diff import DiffOptions, Side, compare, diff, setting_warnings
+from lexflow.diff.match import assign
+from lexflow.diff.report import diff_html
+from lexflow.gate import evaluate, parse_policy
+from lexflow.gate.checks import VersionEvidence
+from lexflow.gate.diffcheck import DiffEvidence
+
+PERM = [3, 0, 4, 1, 2]  # original latent k is the permuted copy's latent PERM[k]
+NAME = "diffvae"
+
+
+# --- pure parts ------------------------------------------------------------------------------
+
+def _side(explanations: dict[int, str | None], *, dim: int | None = None, uri: str = "models:/m/1",
+          config: dict[str, str] | None = None) -> Side:
+    latents = {}
+    for i, text in explanations.items():
+        latents[i] = {"index": i, "status": "explained" if text else "unclear",
+                      "explanation": text, "certainty": 0.9 if text else 0.2, "evidence": None}
+    return Side(uri, uri, "m", uri.rsplit("/", 1)[-1], None, "r" + uri[-1],
+                dim if dim is not None else len(explanations), "measure",
+                config or {"steps": "5", "span": "3.0"}, latents)
+
+
+def test_ties_go_to_the_same_index() -> None:
+    assert assign(np.ones((3, 3))) == [(0, 0), (1, 1), (2, 2)]
+    s = np.array([[0.1, 0.9, 0.0], [0.8, 0.2, 0.0], [0.0, 0.0, 0.5]])
+    assert assign(s) == [(0, 1), (1, 0), (2, 2)]
+    assert assign(np.zeros((2, 0))) == []
+
+
+def test_text_only_diff_statuses_and_counts() -> None:
+    a = _side({0: "moves the object from left to right", 1: "makes the object larger",
+               2: "changes the colour", 3: None})
+    b = _side({0: "makes the object larger", 1: "moves the object from left to right",
+               2: None, 3: "rotates the object"}, uri="models:/m/2")
+    result = compare(a, b, DiffOptions())
+    assert result.components == ("text",)
+    by = {(m.a, m.b): m for m in result.matches}
+    assert by[(0, 1)].status == "same" and by[(1, 0)].status == "same"
+    assert by[(2, None)].status == "lost" and by[(None, 3)].status == "new"
+    assert result.counts() == {"same": 2, "changed": 0, "lost": 1, "new": 1, "unclear": 1}
+    assert result.summary() == "1 lost, 1 new"
+    # every latent of each side appears once (as a, b, or the nearest of a lost/new entry)
+    seen_a = [m.a for m in result.matches if m.a is not None] + [
+        m.nearest for m in result.of("new") if m.nearest is not None]
+    seen_b = [m.b for m in result.matches if m.b is not None] + [
+        m.nearest for m in result.of("lost") if m.nearest is not None]
+    assert sorted(seen_a) == [0, 1, 2, 3] and sorted(seen_b) == [0, 1, 2, 3]
+
+
+def test_tags_are_bounded_valid_keys_and_html_escapes_explainer_text() -> None:
+    evil = "\x1b[2J<script>alert(1)</script>" + "x" * 6000
+    a = _side({0: evil, 1: "makes it larger"}, uri="models:/m@cham-pion")
+    a = Side(**{**a.__dict__, "alias": "cham-pion"})
+    b = _side({0: evil, 1: None}, uri="models:/m/2")
+    result = compare(a, b, DiffOptions())
+    tags = result.version_tags()
+    assert set(tags) == {names.diff_tag("cham-pion", f) for f in names.DIFF_FIELDS}
+    assert all(re.fullmatch(r"[\w.\- /]+", k) for k in tags)
+    assert all(len(v) <= names.TAG_VALUE_MAX for v in tags.values())
+    assert tags["lexflow.diff.cham-pion.lost"] == "1"
+    assert result.description_line() == "since cham-pion: 1 lost"
+    page = diff_html(result, {0: b"\x89PNG a"}, {0: b"\x89PNG b"})
+    assert "<script>" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+    assert page.count("data:image/png;base64,") == 2
+    table = result.table()  # a terminal: no control characters, bounded lines
+    assert "\x1b" not in table and max(len(line) for line in table.splitlines()) < 300
+
+
+def test_settings_that_differ_are_named() -> None:
+    a = _side({0: "x"}, config={"steps": "5", "span": "3.0", "explainer": "measure"})
+    b = _side({0: "x"}, config={"steps": "7", "span": "2.0", "explainer": "openai:/gpt-4o"},
+              dim=3)
+    warnings = setting_warnings(a, b)
+    assert any(w.startswith("steps differs (A: 5, B: 7)") for w in warnings)
+    assert any(w.startswith("span differs (A: 3.0, B: 2.0)") for w in warnings)
+    assert any(w.startswith("explainer differs") for w in warnings)
+    assert any("latent_dim differs (A: 1, B: 3)" in w for w in warnings)
+    assert any("B's explanation measured 1 of 3 latents" in w for w in warnings)
+
+
+def test_diff_policy_is_validated() -> None:
+    p = parse_policy("diff: {compare_to: champion, max_lost: 0, max_changed: 2}")
+    assert (p.diff.compare_to, p.diff.max_lost, p.diff.max_changed, p.diff.max_new) == (
+        "champion", 0, 2, None)
+    assert p.diff.other_uri("vae") == "models:/vae@champion"
+    assert parse_policy("diff: {compare_to: 3}").diff.other_uri("vae") == "models:/vae/3"
+    from lexflow.gate import PolicyError
+
+    with pytest.raises(PolicyError) as err:
+        parse_policy("diff: {max_lost: -1, max_chnged: 2, if_missing: maybe}")
+    text = str(err.value)
+    assert "diff.max_lost must be a whole number >= 0" in text
+    assert "unknown key in diff: 'max_chnged'" in text and "Did you mean 'max_changed'" in text
+    assert "diff.if_missing must be one of fail, warn" in text
+
+
+# --- against a real store --------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Store:
+    uri: str
+    root: Path
+    versions: dict[str, str]  # role -> version
+    runs: dict[str, str]  # role -> explanation run
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> Iterator[Store]:
+    import shutil
+
+    from models.blob import BlobDecoder
+    from models.blob_variants import ChangedBlob, PermutedBlob
+
+    from lexflow.config import ExplainConfig
+    from lexflow.pipeline import explain
+
+    root = tmp_path_factory.mktemp("diff-store")
+    shutil.copyfile(_sqlite_template, root / "mlflow.db")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(root)
+        mp.setenv("LEXFLOW_NO_PROGRESS", "1")
+        with use_tracking_uri(f"sqlite:///{root / 'mlflow.db'}", mp) as uri:
+            import mlflow
+
+            models = {"champion": BlobDecoder(5), "permuted": PermutedBlob(PERM),
+                      "changed": ChangedBlob(), "steps7": BlobDecoder(5), "wide": BlobDecoder(6),
+                      "unexplained": BlobDecoder(5)}
+            versions, runs = {}, {}
+            for role, module in models.items():
+                versions[role] = register_torch_model(NAME, module)
+                if role == "unexplained":
+                    continue
+                config = ExplainConfig(rows=3, steps=7 if role == "steps7" else 5)
+                result = explain(f"models:/{NAME}/{versions[role]}", config, progress=False)
+                assert result.status == "complete"
+                runs[role] = result.run_id
+            mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", versions["champion"])
+            yield Store(uri, root, versions, runs)
+
+
+@pytest.fixture
+def on_store(store: Store, monkeypatch: pytest.MonkeyPatch) -> Iterator[Store]:
+    monkeypatch.chdir(store.root)
+    monkeypatch.setenv("LEXFLOW_NO_PROGRESS", "1")
+    with use_tracking_uri(store.uri, monkeypatch):
+        yield store
+
+
+def _uri(store: Store, role: str) -> str:
+    return f"models:/{NAME}/{store.versions[role]}"
+
+
+def _diff_cli(*args: str):  # noqa: ANN202 - click's Result
+    from lexflow.cli import cli
+
+    return CliRunner().invoke(cli, ["diff", *args], catch_exceptions=False)
+
+
+def test_a_version_diffed_against_itself_is_all_same(on_store: Store) -> None:
+    result = diff(f"models:/{NAME}@champion", _uri(on_store, "champion"))
+    assert result.components == ("behaviour", "evidence", "text")
+    assert [(m.a, m.b, m.status) for m in result.matches] == [
+        (0, 0, "same"), (1, 1, "same"), (2, 2, "same"), (3, 3, "same"), (4, 4, "unclear")]
+    assert all(m.similarity == pytest.approx(1.0) for m in result.matches)
+    assert all(m.certainty_a == m.certainty_b for m in result.matches)
+    assert result.summary() == "no meaning changed (4 same)" and not result.warnings
+
+
+def test_a_latent_permutation_is_recovered_exactly(on_store: Store) -> None:
+    # the installed console script: real exit code, stdout is the JSON document only
+    done = lexflow_cli("diff", f"models:/{NAME}@champion", _uri(on_store, "permuted"), "--json",
+                       "--no-record", tracking_uri=on_store.uri, timeout=180)
+    assert done.returncode == 0, done.describe()
+    doc = json.loads(done.stdout)
+    pairs = sorted((m["a"], m["b"]) for m in doc["matches"])
+    assert pairs == [(k, PERM[k]) for k in range(5)]
+    assert [m["status"] for m in sorted(doc["matches"], key=lambda m: m["a"])] == [
+        "same", "same", "same", "same", "unclear"]
+    assert all(m["similarity"] > 0.9 for m in doc["matches"])
+    assert doc["counts"]["same"] == 4 and doc["similarity"]["components"][0] == "behaviour"
+
+
+def test_retrained_copy_changed_lost_new_recorded(on_store: Store, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    page = tmp_path / "diff.html"
+    out = _diff_cli(f"models:/{NAME}@champion", _uri(on_store, "changed"), "--html", str(page))
+    assert out.exit_code == 0, out.output
+    assert "since champion: 1 changed, 1 lost, 1 new" in out.output
+    assert re.search(r"same meaning \(reversed\)\s+01\s+01", out.output)
+    # the artifact on the candidate's explanation run
+    c = MlflowClient()
+    local = c.download_artifacts(on_store.runs["changed"], names.diff_path("champion"), str(tmp_path))
+    doc = json.loads(Path(local).read_text())
+    assert doc["schema"] == names.DIFF_SCHEMA and doc["a"]["version"] == on_store.versions["champion"]
+    statuses = {(m["a"], m["b"]): m["status"] for m in doc["matches"]}
+    assert statuses[(0, 0)] == "same" and statuses[(1, 1)] == "same"
+    assert statuses[(2, 2)] == "changed"
+    assert statuses[(3, None)] == "lost" and statuses[(None, 4)] == "new"
+    lost = next(m for m in doc["matches"] if m["status"] == "lost")
+    assert lost["certainty_a"] == pytest.approx(1.0) and lost["explanation_b"] is None
+    # the version tags and the description line
+    mv = c.get_model_version(NAME, on_store.versions["changed"])
+    assert mv.tags["lexflow.diff.champion.lost"] == "1"
+    assert mv.tags["lexflow.diff.champion.changed"] == "1"
+    assert mv.tags["lexflow.diff.champion.latents"] == "changed: 02; lost: 03; new: B04"
+    assert mv.tags["lexflow.diff.champion.run_id"] == on_store.runs["champion"]
+    begin = mv.description.index(names.DESCRIPTION_BEGIN)
+    end = mv.description.index(names.DESCRIPTION_END)
+    assert "since champion: 1 changed, 1 lost, 1 new" in mv.description[begin:end]
+    # again: the line is replaced, not repeated
+    assert _diff_cli(f"models:/{NAME}@champion", _uri(on_store, "changed")).exit_code == 0
+    again = c.get_model_version(NAME, on_store.versions["changed"]).description
+    assert again.count("since champion:") == 1
+    # the page: both grids of every matched pair, side by side
+    html = page.read_text()
+    assert "Content-Security-Policy" in html and html.count("data:image/png;base64,") == 10
+
+
+def test_different_settings_warn_and_the_diff_goes_on(on_store: Store) -> None:
+    out = _diff_cli(f"models:/{NAME}@champion", _uri(on_store, "steps7"), "--no-record")
+    assert out.exit_code == 0
+    assert "warning: steps differs (A: 5, B: 7)" in out.output
+    assert "since champion: no meaning changed (4 same)" in out.output
+
+
+def test_across_latent_dim(on_store: Store) -> None:
+    result = diff(f"models:/{NAME}@champion", _uri(on_store, "wide"))
+    assert "behaviour" not in result.components
+    assert any("latent_dim differs (A: 5, B: 6)" in w for w in result.warnings)
+    assert [(m.a, m.b) for m in result.of("same")] == [(0, 0), (1, 1), (2, 2), (3, 3)]
+    assert {(m.a, m.b) for m in result.of("unclear")} == {(4, 4), (None, 5)}
+
+
+def test_bad_input_exits_2_with_what_to_do(on_store: Store) -> None:
+    unexplained = _uri(on_store, "unexplained")
+    out = _diff_cli(f"models:/{NAME}@champion", unexplained)
+    assert out.exit_code == 2
+    assert f"Run `lexflow explain {unexplained}` first" in out.output
+    assert "Traceback" not in out.output
+    out = _diff_cli(f"models:/{NAME}@champoin", unexplained)
+    assert out.exit_code == 2
+    assert "has no alias 'champoin'. Aliases: champion. Did you mean 'champion'?" in out.output
+    out = _diff_cli(f"models:/{NAME}@champion", _uri(on_store, "permuted"), "--same-threshold", "2")
+    assert out.exit_code == 2 and "same_threshold must be in [0, 1]" in out.output
+
+
+def test_the_gate_requires_the_diff_and_names_the_latents(on_store: Store) -> None:
+    from lexflow.gate import gate
+
+    policy = parse_policy("diff: {compare_to: champion, max_lost: 0, max_changed: 2}")
+    failed = gate(_uri(on_store, "changed"), policy)
+    assert [c.name for c in failed.failures] == ["diff.max_lost"]
+    assert "1 latent(s) lost since champion" in failed.failures[0].message
+    assert "latent(s) 03." in failed.failures[0].message
+    assert gate(_uri(on_store, "permuted"), policy).passed
+    # no such alias: fails by default, warns when the policy says so (a first promotion)
+    missing = parse_policy("diff: {compare_to: gold, max_lost: 0}")
+    assert [c.name for c in gate(_uri(on_store, "permuted"), missing).failures] == ["diff.compare_to"]
+    warn = parse_policy("diff: {compare_to: gold, max_lost: 0, if_missing: warn}")
+    res = gate(_uri(on_store, "permuted"), warn)
+    assert res.passed and "Aliases: champion" in res.warnings[0].message
+
+
+def test_diff_check_is_pure() -> None:
+    policy = parse_policy("diff: {compare_to: champion, max_new: 0}")
+    a = _side({0: "left to right"})
+    b = _side({0: "left to right", 1: "larger"}, uri="models:/m/2")
+    ev = VersionEvidence("m", "2", {"lexflow.status": "complete", "lexflow.run_id": "r2"},
+                         {"lexflow_version": "0.1.0", "latents": []}, 2, 1)
+    res = evaluate(policy, ev, diff=DiffEvidence(compare(a, b, DiffOptions())))
+    assert [c.name for c in res.failures] == ["diff.max_new"]
+    assert "latent(s) B01." in res.failures[0].message
