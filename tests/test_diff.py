@@ -158,7 +158,19 @@ def store(tmp_path_factory: pytest.TempPathFactory, _sqlite_template: Path) -> I
                 result = explain(f"models:/{NAME}/{versions[role]}", config, progress=False)
                 assert result.status == "complete"
                 runs[role] = result.run_id
-            mlflow.MlflowClient().set_registered_model_alias(NAME, "champion", versions["champion"])
+            c = mlflow.MlflowClient()
+            c.set_registered_model_alias(NAME, "champion", versions["champion"])
+            # an unregistered logged model (models:/m-<id>): explanations on its run only
+            import mlflow.pytorch
+
+            with mlflow.start_run():
+                info = mlflow.pytorch.log_model(
+                    PermutedBlob(PERM), name="model", serialization_format="pickle",
+                    code_paths=[str(Path(__file__).parent / "models")], pip_requirements=["torch"])
+            logged = f"models:/{info.model_id}"
+            runs["logged"] = explain(logged, ExplainConfig(rows=3), progress=False).run_id
+            versions["logged"] = logged
+            versions["champion_id"] = c.get_model_version(NAME, versions["champion"]).source
             yield Store(uri, root, versions, runs)
 
 
@@ -239,6 +251,22 @@ def test_retrained_copy_changed_lost_new_recorded(on_store: Store, tmp_path: Pat
     # the page: both grids of every matched pair, side by side
     html = page.read_text()
     assert "Content-Security-Policy" in html and html.count("data:image/png;base64,") == 10
+
+
+def test_logged_model_ids_registered_or_not(on_store: Store, tmp_path: Path) -> None:
+    from mlflow import MlflowClient
+
+    a, b = on_store.versions["champion_id"], on_store.versions["logged"]
+    assert a.startswith("models:/m-") and b.startswith("models:/m-")
+    out = _diff_cli(a, b, "--json")
+    assert out.exit_code == 0, out.output
+    doc = json.loads(out.stdout)
+    assert doc["a"]["version"] == on_store.versions["champion"] and doc["b"]["version"] is None
+    assert sorted((m["a"], m["b"]) for m in doc["matches"]) == [(k, PERM[k]) for k in range(5)]
+    # recorded on the logged model's explanation run, named by A's version
+    local = MlflowClient().download_artifacts(on_store.runs["logged"], names.diff_path(
+        f"v{on_store.versions['champion']}"), str(tmp_path))
+    assert json.loads(Path(local).read_text())["counts"]["same"] == 4
 
 
 def test_different_settings_warn_and_the_diff_goes_on(on_store: Store) -> None:
