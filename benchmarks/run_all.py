@@ -22,6 +22,8 @@ BENCHMARKS = (
     ("decode", "Traversal decode speed", [sys.executable, "benchmarks/decode.py"]),
     ("demo_factors", "Factor identification on the demo model",
      [sys.executable, "benchmarks/demo_factors.py"]),
+    ("diff_permutation", "lexflow diff: recovering a permutation of the demo VAE's latents",
+     [sys.executable, "benchmarks/diff_permutation.py"]),
     ("quality", "Quality suite on the synthetic families (measure explainer)",
      [sys.executable, "benchmarks/quality.py"]),
 )
