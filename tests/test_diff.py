@@ -323,3 +323,16 @@ def test_diff_check_is_pure() -> None:
     res = evaluate(policy, ev, diff=DiffEvidence(compare(a, b, DiffOptions())))
     assert [c.name for c in res.failures] == ["diff.max_new"]
     assert "latent(s) B01." in res.failures[0].message
+
+
+def test_permutation_benchmark_on_the_demo_vae() -> None:
+    """benchmarks/diff_permutation.py (in make bench) runs, and recovers each permuted copy."""
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    done = subprocess.run([sys.executable, "benchmarks/diff_permutation.py", "--copies", "2",
+                           "--rows", "4"], cwd=root, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "copies whose matching is exactly the permutation: 2 of 2" in done.stdout
+    assert "direction (reversed or not) right for" in done.stdout
