@@ -129,3 +129,12 @@ def diff_tag(against: str, field: str) -> str:
 
 def diff_path(against: str) -> str:
     return f"{DIFF_DIR}/{against}.json"
+
+# --- coverage: how much of the latent space a run looked at (lexflow.coverage) ---
+TAG_COVERAGE = "lexflow.coverage"  # "measured 8/8: 6 explained, ... 0 skipped[; subset top_k=2]"
+METRIC_COVERAGE = "coverage"  # latents measured / latent_dim
+METRIC_LATENTS_MEASURED = "latents_measured"
+METRIC_LATENTS_EXPLAINED = "latents_explained"
+METRIC_LATENTS_SKIPPED = "latents_skipped"
+METRIC_LATENTS_INACTIVE = "latents_inactive"
+METRIC_LATENTS_FAILED = "latents_failed"

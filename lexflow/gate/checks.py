@@ -123,6 +123,7 @@ def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None =
         checks.append(_lexflow_version(policy, doc))
         if policy.newer_than_version:
             checks.append(_newer(ev))
+        checks.append(_coverage(policy, doc, ev.uri))
         if policy.min_explainable_fraction is not None:
             checks.append(_fraction(policy, doc))
         if policy.min_mean_certainty is not None:
@@ -179,13 +180,52 @@ def _newer(ev: VersionEvidence) -> Check:
                  f"Explain this version again.")
 
 
+def _uncovered(policy: Policy, doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Labels of the latents not measured, and of those skipped that the policy does not count."""
+    d = int(doc.get("latent_dim") or 0)
+    seen = {r.get("index") for r in (doc.get("latents") or []) + (doc.get("skipped") or [])
+            if isinstance(r, Mapping)}
+    missing = [names.latent_label(i, d) for i in range(d) if i not in seen]
+    skipped = [] if policy.count_skipped else [
+        str(r.get("label", r.get("index"))) for r in doc.get("skipped") or [] if isinstance(r, Mapping)]
+    return missing, skipped
+
+
+def _listed(labels: Sequence[str], limit: int = 20) -> str:
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
+
+
+def _coverage(policy: Policy, doc: Mapping[str, Any], uri: str) -> Check:
+    """Latents covered / latent_dim, counted from the records (not from a stored summary)."""
+    from lexflow.coverage import Coverage
+
+    cov = Coverage.from_document(doc)
+    value = cov.fraction(count_skipped=policy.count_skipped)
+    need = policy.min_coverage
+    counted = "skipped latents counted" if policy.count_skipped else "skipped latents not counted"
+    if value >= need:
+        return _ok("coverage", f"coverage = {value:.3f} >= {need} ({cov.describe()}; {counted}).")
+    missing, skipped = _uncovered(policy, doc)
+    parts = ([f"not measured: {_listed(missing)}"] if missing else []) + (
+        [f"skipped by top_k: {_listed(skipped)}"] if skipped else [])
+    return Check("coverage", "fail",
+                 f"Coverage check failed: {cov.describe()}; coverage = {value:.3f} ({counted}), "
+                 f"min_coverage = {need}. Latents {'; '.join(parts)}. Explain every latent "
+                 f"(`lexflow explain {uri}` without --latents/--top-k)"
+                 + ("" if policy.count_skipped else " or set thresholds.count_skipped: true")
+                 + ".")
+
+
 def _fraction(policy: Policy, doc: Mapping[str, Any]) -> Check:
-    latents = doc.get("latents") or []
+    """Explainable latents over all latent_dim latents (or every latent not known to be
+    inactive): a latent a subset run did not explain counts as not explainable."""
+    latents = [r for r in doc.get("latents") or [] if isinstance(r, Mapping)]
+    explainable = sum(bool(r.get("explainable")) for r in latents)
+    total = max(int(doc.get("latent_dim") or 0), len(latents))
     if policy.explainable_fraction_of == "active":
-        pool = [r for r in latents if r.get("status") != "inactive"]
-    else:
-        pool = list(latents)
-    value = sum(bool(r.get("explainable")) for r in pool) / len(pool) if pool else 0.0
+        total -= sum(r.get("status") == "inactive" for r in latents)
+    value = explainable / total if total > 0 else 0.0
     need = float(policy.min_explainable_fraction or 0.0)
     label = f"explainable_fraction (of {policy.explainable_fraction_of} latents)"
     if value >= need:
@@ -255,6 +295,13 @@ def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -
                 if float(s) >= r.semantic_threshold and repr(term) not in hits.get(label, []):
                     hits.setdefault(label, []).append(f"{term!r} (similarity {float(s):.2f})")
     out: list[Check] = []
+    missing, skipped = _uncovered(policy, doc)
+    if missing or skipped:
+        out.append(Check("review.coverage", r.action,
+                         f"Review check {'failed' if r.action == 'fail' else 'warning'}: "
+                         f"{len(missing) + len(skipped)} latent(s) were not explained "
+                         f"({_listed(missing + skipped)}), so the review terms could not be checked "
+                         f"against their meaning."))
     by_label = dict(texts)
     for label, found in hits.items():
         shown = by_label[label] if len(by_label[label]) <= 200 else by_label[label][:199] + "…"

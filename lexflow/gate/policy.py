@@ -25,7 +25,8 @@ STATUSES = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 
 _TOP = ("schema", "explanation", "thresholds", "review", "explainer", "diff")
 _EXPLANATION = ("status", "lexflow_version", "newer_than_version")
-_THRESHOLDS = ("min_explainable_fraction", "explainable_fraction_of", "min_mean_certainty")
+_THRESHOLDS = ("min_explainable_fraction", "explainable_fraction_of", "min_mean_certainty",
+               "min_coverage", "count_skipped")
 _REVIEW = ("terms", "action", "semantic_model", "semantic_threshold")
 _EXPLAINER = ("require_mllm", "allow", "deny")
 
@@ -77,6 +78,9 @@ class Policy:
         min_explainable_fraction: in [0, 1]; None: not checked.
         explainable_fraction_of: ``all`` latents explained, or only ``active`` ones.
         min_mean_certainty: in [0, 1] (mean over active latents); None: not checked.
+        min_coverage: in [0, 1], latents covered / latent_dim (lexflow.coverage); default 1.0:
+            every latent measured and explained or judged.
+        count_skipped: latents skipped by ``--top-k`` (measured, not explained) count as covered.
         review: see :class:`ReviewPolicy`; explainer: see :class:`ExplainerPolicy`.
         sha256: hex digest of the policy file's bytes (recorded with the verdict).
         source: where the policy was read from (for messages).
@@ -88,6 +92,8 @@ class Policy:
     min_explainable_fraction: float | None = None
     explainable_fraction_of: str = "all"
     min_mean_certainty: float | None = None
+    min_coverage: float = 1.0
+    count_skipped: bool = False
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     explainer: ExplainerPolicy = field(default_factory=ExplainerPolicy)
     diff: DiffPolicy = field(default_factory=DiffPolicy)  # lexflow.gate.diffcheck
@@ -157,6 +163,8 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
         problems.append(f"thresholds.explainable_fraction_of must be one of {', '.join(FRACTION_OF)}; "
                         f"got {frac_of!r}." + did_you_mean(str(frac_of), FRACTION_OF))
     min_cert = _fraction(thr, "min_mean_certainty", "thresholds.min_mean_certainty", problems)
+    min_cov = _fraction(thr, "min_coverage", "thresholds.min_coverage", problems)
+    count_skipped = _bool(thr, "count_skipped", "thresholds.count_skipped", False, problems)
 
     terms = _strings(rev, "terms", "review.terms", problems)
     if any(not t.strip() for t in terms):
@@ -181,6 +189,7 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
         statuses=statuses, lexflow_version=spec, newer_than_version=newer,
         min_explainable_fraction=min_frac, explainable_fraction_of=str(frac_of),
         min_mean_certainty=min_cert,
+        min_coverage=1.0 if min_cov is None else min_cov, count_skipped=count_skipped,
         review=ReviewPolicy(terms=tuple(t.strip() for t in terms), action=str(action),
                             semantic_model=model or None,
                             semantic_threshold=0.6 if sem_thr is None else sem_thr),
