@@ -90,6 +90,23 @@ def test_tags_are_bounded_valid_keys_and_html_escapes_explainer_text() -> None:
     assert "\x1b" not in table and max(len(line) for line in table.splitlines()) < 300
 
 
+def test_description_line_goes_in_the_owned_section_once() -> None:
+    from lexflow.diff.result import merge_line
+
+    section = f"{names.DESCRIPTION_BEGIN}\n### Latent explanations\n{names.DESCRIPTION_END}"
+    user = "My notes.\n\n"
+    once = merge_line(user + section, "since champion: 1 lost", "champion")
+    assert once is not None and once.startswith(user)
+    twice = merge_line(once, "since champion: 2 changed", "champion")
+    assert twice is not None and "since champion: 1 lost" not in twice
+    assert twice.count("since champion:") == 1 and twice.index("since champion") < twice.index(
+        names.DESCRIPTION_END)
+    other = merge_line(twice, "since v3: 1 new", "v3")
+    assert other is not None and "since champion: 2 changed" in other and "since v3: 1 new" in other
+    assert merge_line("no section here", "since champion: 1 lost", "champion") is None
+    assert merge_line("x" * 4990 + section, "since champion: 1 lost", "champion") is None
+
+
 def test_settings_that_differ_are_named() -> None:
     a = _side({0: "x"}, config={"steps": "5", "span": "3.0", "explainer": "measure"})
     b = _side({0: "x"}, config={"steps": "7", "span": "2.0", "explainer": "openai:/gpt-4o"},

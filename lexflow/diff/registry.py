@@ -141,6 +141,9 @@ def record(result: DiffResult) -> list[str]:
         if description is not None:
             c.update_model_version(b.name, b.version, description=description)
             written.append(f"description line {result.description_line()!r}")
+        else:
+            written.append("no description line (no lexflow section, or the description would "
+                           "pass 5,000 characters)")
     except _mlflow_error() as exc:
         raise TrackingError(f"Could not record the diff on {b.model_uri}: {exc}") from exc
     return written

@@ -20,6 +20,7 @@ from lexflow.record import bounded
 # MLflow tag keys: alphanumerics, underscores, dashes, periods, spaces and slashes.
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_\-]")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+DESCRIPTION_MAX = 5000  # characters of a description a PostgreSQL-backed store keeps
 
 
 def against_key(side: Side) -> str:
@@ -159,7 +160,7 @@ class DiffResult:
 def merge_line(section_or_description: str | None, line: str, against: str) -> str | None:
     """Put ``line`` into the owned description section, replacing an earlier line about the same
     ``against``; None when the description has no owned section (the version was never
-    explained, so there is nothing to add the line to)."""
+    explained, so there is nothing to add the line to) or would grow past DESCRIPTION_MAX."""
     text = section_or_description or ""
     begin = text.find(names.DESCRIPTION_BEGIN)
     end = text.find(names.DESCRIPTION_END, begin + 1) if begin >= 0 else -1
@@ -169,5 +170,6 @@ def merge_line(section_or_description: str | None, line: str, against: str) -> s
     prefix = f"since {against}: "
     inside = [ln for ln in inside if not ln.startswith(prefix)]
     body = "\n".join(inside).rstrip("\n") + "\n\n" + line + "\n"
-    return text[:begin] + body + text[end:]
+    merged = text[:begin] + body + text[end:]
+    return merged if len(merged) <= DESCRIPTION_MAX else None
 
