@@ -61,6 +61,7 @@ def test_a_one_latent_run_fails_the_default_coverage_check_and_the_fraction() ->
     assert failed["coverage"].startswith(
         "Coverage check failed: 1 of 8 latents measured, subset latents=0; coverage = 0.125")
     assert "not measured: 01, 02, 03, 04, 05, 06, 07" in failed["coverage"]
+    assert "count_skipped" not in failed["coverage"]  # nothing was skipped
     assert "explainable_fraction = 0.125" in failed["explainable_fraction"]  # of all 8 latents
 
 

@@ -213,7 +213,7 @@ def _coverage(policy: Policy, doc: Mapping[str, Any], uri: str) -> Check:
                  f"Coverage check failed: {cov.describe()}; coverage = {value:.3f} ({counted}), "
                  f"min_coverage = {need}. Latents {'; '.join(parts)}. Explain every latent "
                  f"(`lexflow explain {uri}` without --latents/--top-k)"
-                 + ("" if policy.count_skipped else " or set thresholds.count_skipped: true")
+                 + (" or set thresholds.count_skipped: true" if skipped else "")
                  + ".")
 
 
