@@ -3,6 +3,7 @@ recorded as such, and the gate's min_coverage, explainable fraction and review s
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -107,7 +108,7 @@ def test_a_complete_run_passes_and_the_policy_is_validated() -> None:
 # --- a real store: the runs the issue tried ----------------------------------------------------
 
 def test_partial_runs_do_not_pass_the_gate(sqlite_tracking: str, register_blob: Any,
-                                           no_progress: None, tmp_path: Any) -> None:
+                                           no_progress: None, tmp_path: Path) -> None:
     from click.testing import CliRunner
     from mlflow import MlflowClient
 
@@ -117,8 +118,7 @@ def test_partial_runs_do_not_pass_the_gate(sqlite_tracking: str, register_blob: 
     version = register_blob(name, latent_dim=8)  # latents 0-3 active, 4-7 inactive
     uri = f"models:/{name}/{version}"
     runner = CliRunner()
-    example = str(__import__("pathlib").Path(__file__).resolve().parent.parent / "docs"
-                  / "policy.example.yaml")
+    example = str(Path(__file__).resolve().parent.parent / "docs" / "policy.example.yaml")
 
     def explain(*args: str) -> dict[str, Any]:
         out = runner.invoke(cli, ["explain", uri, "--rows", "2", *args], catch_exceptions=False)
