@@ -18,9 +18,9 @@ import torch
 
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
 from lexflow.config import ExplainConfig
-from lexflow.decode import BatchDecoder, decode_traversals
 from lexflow.demo.train import load_or_train
-from lexflow.perturb import TraversalPlan
+from lexflow.stages.decode import BatchDecoder, decode_traversals
+from lexflow.stages.plan import TraversalPlan
 
 
 def timed(fn, repeats: int) -> float:  # type: ignore[no-untyped-def]

@@ -28,27 +28,28 @@ def one(dim: int, size: int, rows: int, steps: int, batch: int) -> dict[str, flo
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
     from models.blob import BlobDecoder
 
-    from lexflow import pipeline
+    from lexflow import engine
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
+    from lexflow.engine import explain_measured, latent_prepared, latent_result
     from lexflow.explainers import get_explainer
     from lexflow.record import ExplainResult, report_html
+    from lexflow.tracking.job import explainer_options
 
     config = ExplainConfig(rows=rows, steps=steps, batch_size=batch, cache="none")
     decoder = PyTorchVAEAdapter(BlobDecoder(latent_dim=dim, size=size), device="cpu")
-    explainer = get_explainer("measure", pipeline.explainer_options(config))
-    pipeline.measure_latents(decoder, config, (0, 1), bias="disentanglement", output_range=None,
+    explainer = get_explainer("measure", explainer_options(config))
+    engine.measure_latents(decoder, config, (0, 1), bias="disentanglement", output_range=None,
                              progress=False)  # warm-up: imports, allocator pools
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     tracemalloc.start()
     start = time.perf_counter()
     indices = tuple(range(dim))
-    measured, out_range, values = pipeline.measure_latents(
+    measured, out_range, values = engine.measure_latents(
         decoder, config, indices, bias="disentanglement", output_range=None, progress=False)
-    responses = pipeline.run_explainer(explainer, measured, values, dim, config,
-                                       "disentanglement", None, None, progress=False)
-    latents = tuple(pipeline._latent_result(i, dim, measured[i], responses.get(i),
-                                            config.threshold, None) for i in indices)
+    responses = explain_measured(explainer, measured, latent_prepared(dim, config), config)
+    latents = tuple(latent_result(i, latent_prepared(dim, config), measured[i], responses.get(i),
+                                  config.threshold) for i in indices)
     result = ExplainResult(model_uri="bench", model_name=None, model_version=None, run_id="bench",
                            explainer=explainer.uri, explainer_is_mllm=False, latent_dim=dim,
                            config=config.as_params(), latents=latents, output_range=out_range)

@@ -23,9 +23,9 @@ from models.blob import BlobDecoder  # noqa: E402
 
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
+from lexflow.engine import build_requests, latent_prepared, measure_latents  # noqa: E402
 from lexflow.explainers import get_explainer  # noqa: E402
 from lexflow.explainers.base import ExplainRequest  # noqa: E402
-from lexflow.pipeline import build_requests, measure_latents  # noqa: E402
 
 LATENTS, SAMPLES, DELAY = 10, 5, 0.3
 
@@ -36,7 +36,7 @@ def requests() -> list[ExplainRequest]:
     decoder = PyTorchVAEAdapter(BlobDecoder(), device="cpu")
     measured, _, values = measure_latents(decoder, config, tuple(range(5)), bias="disentanglement",
                                           output_range=None, progress=False)
-    active = build_requests(measured, values, 5, config, "disentanglement", None, None)
+    active = build_requests(measured, latent_prepared(5, config), config)
     return [replace(active[i % len(active)], index=i, label=f"{i:02d}") for i in range(LATENTS)]
 
 

@@ -23,8 +23,14 @@ __all__ = ["ExplainConfig", "LexflowError", "__version__", "explain", "log_diffu
 
 
 def explain(model_uri: str, config: ExplainConfig | None = None, **kwargs: Any) -> ExplainResult:
-    """Explain a registered model's latents; see :func:`lexflow.pipeline.explain`."""
-    from lexflow.pipeline import explain as _explain
+    """Explain a registered model's latents and record them in MLflow; see
+    :func:`lexflow.tracking.job.explain`.
+
+    Called inside your own ``mlflow.start_run()``, the explanation is logged into a new run
+    nested under yours (tagged ``mlflow.parentRunId``, in your run's experiment); your run stays
+    the active one and is not written to.
+    """
+    from lexflow.tracking.job import explain as _explain
 
     return _explain(model_uri, config, **kwargs)
 

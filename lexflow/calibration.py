@@ -41,11 +41,12 @@ import numpy as np
 
 from lexflow import names
 from lexflow.errors import ConfigError, LexflowError, TrackingError
+from lexflow.record import ExplainResult
 from lexflow.uncertainty import Similarity, consensus, similarity_for
 
 SCHEMA = "lexflow.calibration/1"
 DEFAULT_EXPERIMENT = "lexflow-calibration"
-RUN_TAG_KIND = "lexflow.kind"  # "calibration" on runs that `lexflow calibrate --log` writes
+RUN_TAG_KIND = names.RUN_TAG_KIND
 _RUN_ID = re.compile(r"^[0-9a-f]{32}$")
 _TRUE = {"true", "1", "yes", "y", "clear", "explainable"}
 _FALSE = {"false", "0", "no", "n", "unclear", "not clear", "unexplainable"}
@@ -180,66 +181,39 @@ def read_label_rows(path: str | Path) -> list[dict[str, Any]]:
     return rows
 
 
-def load_explanations(source: str, base: Path | None = None) -> dict[str, Any]:
+def load_explanations(source: str, base: Path | None = None) -> ExplainResult:
     """explanations.json of a run id (``runs:/<id>`` or bare), a file, or a directory holding one."""
+    from lexflow.tracking.explanations import explanations_file, read_file_doc, read_run_doc
+
     run_id = source[len("runs:/"):].strip("/") if source.startswith("runs:/") else source
     path = Path(source).expanduser()
     if base is not None and not path.is_absolute() and not path.exists():
         path = base / path
-    if path.is_dir():
-        for candidate in (path / names.EXPLANATIONS_FILE, path / "explanations.json"):
-            if candidate.is_file():
-                path = candidate
-                break
+    path = explanations_file(path)
     if path.is_file():
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"{path}: not readable JSON ({exc}).") from exc
+        doc = read_file_doc(path)
     elif source.startswith("runs:/") or _RUN_ID.match(run_id):
-        doc = _download_explanations(run_id)
+        doc = read_run_doc(run_id)
     else:
         raise ConfigError(
             f"Answers source {source!r} is neither an explanations.json file, a directory holding "
             "one, nor an MLflow run id (32 hex digits or runs:/<id>)."
         )
-    if not isinstance(doc, dict) or doc.get("schema") != names.EXPLANATIONS_SCHEMA:
-        raise ConfigError(f"{source}: not a lexflow explanations.json ({names.EXPLANATIONS_SCHEMA}).")
-    return doc
+    return ExplainResult.from_dict(doc, source)
 
 
-def _download_explanations(run_id: str) -> dict[str, Any]:
-    import tempfile
-
-    import mlflow
-
-    with tempfile.TemporaryDirectory(prefix="lexflow-calibrate-") as tmp:
-        try:
-            local = mlflow.artifacts.download_artifacts(
-                run_id=run_id, artifact_path=names.EXPLANATIONS_FILE, dst_path=tmp)
-            with open(local, encoding="utf-8") as f:
-                doc: dict[str, Any] = json.load(f)
-        except Exception as exc:  # MlflowException, OSError or bad JSON: the message says which
-            raise TrackingError(
-                f"Could not read {names.EXPLANATIONS_FILE} of run {run_id} from "
-                f"{mlflow.get_tracking_uri()}: {type(exc).__name__}: {exc}"
-            ) from exc
-    return doc
-
-
-def _latent_entry(doc: Mapping[str, Any], latent: Any, where: str) -> Mapping[str, Any]:
-    entries = doc.get("latents") or []
-    for entry in entries:
-        if str(latent) in (str(entry.get("index")), str(entry.get("label"))):
-            return dict(entry)
-    have = ", ".join(str(e.get("index")) for e in entries) or "none"
+def _latent_entry(result: ExplainResult, latent: Any, where: str) -> Mapping[str, Any]:
+    for entry in result.latents:
+        if str(latent) in (str(entry.index), entry.label):
+            return asdict(entry)
+    have = ", ".join(str(e.index) for e in result.latents) or "none"
     raise ConfigError(f"{where}: latent {latent!r} is not in that explanations.json (latents: {have}).")
 
 
 def collect(rows: Sequence[Mapping[str, Any]], *, sources: Sequence[str] = (),
             base: Path | None = None, where: str = "labels") -> tuple[list[LabelledLatent], list[str]]:
     """Labelled latents with their answers, and the keys of the skipped (inactive) ones."""
-    docs: dict[str, dict[str, Any]] = {}
+    docs: dict[str, ExplainResult] = {}
     items: list[LabelledLatent] = []
     skipped: list[str] = []
     seen: set[str] = set()
@@ -410,25 +384,26 @@ def load_threshold(path: str | Path, *, certainty: str | None = None) -> float:
 
 def log_run(result: Calibration, labels_path: str, experiment: str) -> str:
     """Record the calibration as an MLflow run (params, held-out metrics, the file); its id."""
-    import mlflow
+    from lexflow.tracking import registry, runs
 
     try:
-        mlflow.set_experiment(experiment)
-        with mlflow.start_run(run_name="lexflow calibrate") as run:
-            mlflow.set_tag(RUN_TAG_KIND, "calibration")
-            mlflow.log_params({"certainty": result.certainty, "holdout": result.holdout,
-                               "seed": result.seed, "labels": labels_path, "objective": "balanced_accuracy"})
+        with runs.open_run(experiment, run_name="lexflow calibrate") as run:
+            c = registry.client()
+            runs.set_run_tags(run.run_id, {RUN_TAG_KIND: "calibration"})
+            runs.log_params(run.run_id, {
+                "certainty": str(result.certainty), "holdout": str(result.holdout),
+                "seed": str(result.seed), "labels": labels_path, "objective": "balanced_accuracy"})
             metrics = {"threshold": result.threshold, "n_calibration": result.calibration.n,
                        "n_heldout": result.heldout.n,
                        "calibration_balanced_accuracy": result.calibration.balanced_accuracy}
             for k, v in asdict(result.heldout).items():
                 if k not in ("n", "positives") and v is not None:
                     metrics[f"heldout_{k}"] = float(v)
-            mlflow.log_metrics(metrics)
-            mlflow.log_dict(result.to_dict(), "lexflow/calibration.json")
-            return str(run.info.run_id)
+            runs.log_metrics(run.run_id, metrics)
+            c.log_dict(run.run_id, result.to_dict(), "lexflow/calibration.json")
+            return run.run_id
     except Exception as exc:  # MlflowException or a connection error: say where it went wrong
-        raise TrackingError(f"Could not log the calibration to {mlflow.get_tracking_uri()}: {exc}") from exc
+        raise TrackingError(f"Could not log the calibration to {registry.tracking_uri()}: {exc}") from exc
 
 
 # --- the command ----------------------------------------------------------------------------------

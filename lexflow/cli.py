@@ -84,6 +84,12 @@ class LazyGroup(click.Group):
 @click.version_option(package_name="lexflow")
 def cli() -> None:
     """Explain the latent variables of generative models in the MLflow Model Registry."""
+    import os
+
+    from lexflow.tracking.registry import HTTP_DEFAULTS
+
+    for key, value in HTTP_DEFAULTS.items():  # bounded MLflow retries for this process
+        os.environ.setdefault(key, value)
 
 
 def explain_options(f: Any) -> Any:
@@ -175,21 +181,18 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             edit_prompt: str | None = None, image: str | None = None,
             ddim_steps: int | None = None, dtype: str = "float32") -> None:
     """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
-    from lexflow.pipeline import explain as run_explain
+    from lexflow.tracking.job import explain as run_explain
 
     try:
-        config = ExplainConfig(
+        config = config_from_options(
             explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
-            latents=parse_latents(latents), bias=bias,
-            threshold=parse_threshold(threshold, certainty), seed=seed,
-            device=device, batch_size=batch_size, concurrency=concurrency, timeout=timeout,
-            certainty=certainty, grounding=grounding, cache=cache,
-            extra=_explainer_extras(explainer_option), top_k=top_k or None,
-            directions=directions or None, edit_prompt=edit_prompt or None, image=image or None,
-            ddim_steps=ddim_steps or None, dtype=dtype,
-        )
+            latents=latents, bias=bias, threshold=threshold, seed=seed, device=device,
+            batch_size=batch_size, concurrency=concurrency, timeout=timeout, certainty=certainty,
+            grounding=grounding, cache=cache, explainer_option=explainer_option, top_k=top_k,
+            directions=directions, edit_prompt=edit_prompt, image=image, ddim_steps=ddim_steps,
+            dtype=dtype)
         if dry_run:
-            from lexflow.pipeline import dry_run as plan_run
+            from lexflow.tracking.job import dry_run as plan_run
 
             plan = plan_run(model_uri, config, progress=not no_progress)
             click.echo(json.dumps(plan.to_dict()) if as_json else plan.text())
@@ -211,8 +214,32 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
         click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {r.status:<9}  {text}")
         if r.status == "failed" and r.failures:
             click.echo(f"{'':>{max(6, width)}}  failures: {'; '.join(r.failures)[:300]}")
+    if result.skipped:
+        click.echo(f"{'':>{max(6, width)}}  skipped ({result.skip_reason()}): "
+                   + ", ".join(r.label for r in result.skipped))
     click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
                f"mean certainty {result.mean_certainty:.2f}")
+
+
+def config_from_options(*, explainer: str, samples: int, steps: int, span: float, rows: int,
+                        latents: str, bias: str, threshold: str, seed: int, device: str,
+                        batch_size: int, concurrency: int, timeout: float, certainty: str,
+                        grounding: bool, cache: str | None,
+                        explainer_option: tuple[str, ...] = (), top_k: int | None = None,
+                        directions: int | None = None, edit_prompt: str | None = None,
+                        image: str | None = None, ddim_steps: int | None = None,
+                        dtype: str = "float32", **_: Any) -> ExplainConfig:
+    """The ExplainConfig of `lexflow explain`'s options (explain-registry builds it the same way)."""
+    return ExplainConfig(
+        explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
+        latents=parse_latents(latents), bias=bias,
+        threshold=parse_threshold(threshold, certainty), seed=seed,
+        device=device, batch_size=batch_size, concurrency=concurrency, timeout=timeout,
+        certainty=certainty, grounding=grounding, cache=cache,
+        extra=_explainer_extras(explainer_option), top_k=top_k or None,
+        directions=directions or None, edit_prompt=edit_prompt or None, image=image or None,
+        ddim_steps=ddim_steps or None, dtype=dtype,
+    )
 
 
 def main() -> None:

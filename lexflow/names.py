@@ -84,6 +84,10 @@ def certainty_metric(index: int, latent_dim: int) -> str:
 DESCRIPTION_BEGIN = "<!-- lexflow:begin (this section is written by lexflow; edits are replaced) -->"
 DESCRIPTION_END = "<!-- lexflow:end -->"
 
+# --- entry-point groups third parties register under (lexflow.plugins loads them) ---
+EP_EXPLAINERS = "lexflow.explainers"  # explainer backends, by URI scheme
+EP_ADAPTERS = "lexflow.adapters"  # model-flavor adapters, by flavor name
+
 # --- metadata key in the MLmodel file ---
 METADATA_KEY = "lexflow"
 
@@ -93,7 +97,7 @@ ENV_RUN_ID = "MLFLOW_RUN_ID"
 ENV_NO_PROGRESS = "LEXFLOW_NO_PROGRESS"
 ENV_WEBHOOK_SECRET = "LEXFLOW_WEBHOOK_SECRET"  # default --secret-env of python -m lexflow.webhooks
 
-# --- crash safety, top-k and bounded retries (lexflow.resume, lexflow.pipeline) ---
+# --- crash safety, top-k and bounded retries (lexflow.tracking.checkpoint, lexflow.tracking.job) ---
 TAG_TOP_K = "lexflow.top_k"  # set when only the k most active latents were explained
 TAG_SKIPPED_LATENTS = "lexflow.skipped_latents"  # comma-separated labels of the skipped latents
 PARTIAL_DIR = "lexflow/partial"  # per-latent checkpoints of a run (resumed after a crash)
@@ -101,6 +105,8 @@ RUN_TAG_CONFIG_KEY = "lexflow.config_key"  # hash of model version + options (le
 RUN_TAG_OWNER = "lexflow.owner"  # {"host", "pid"} of the process running the run
 RUN_TAG_HEARTBEAT = "lexflow.heartbeat"  # unix seconds of the last checkpoint
 RUN_TAG_RESUMED = "lexflow.resumed"  # how many times the run was resumed
+RUN_TAG_MODEL_URI = "lexflow.model_uri"  # the pinned models:/name/version the run explained
+RUN_TAG_KIND = "lexflow.kind"  # "calibration" on runs that `lexflow calibrate --log` writes
 METRIC_SKIPPED_LATENTS = "skipped_latents"
 ENV_CHECKPOINT_INTERVAL = "LEXFLOW_CHECKPOINT_INTERVAL"  # seconds between checkpoint uploads
 ENV_RESUME_STALE_S = "LEXFLOW_RESUME_STALE_S"  # heartbeat age after which another host's run is dead

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
-EXPLAINER_GROUP = "lexflow.explainers"
-ADAPTER_GROUP = "lexflow.adapters"
+from lexflow.names import EP_ADAPTERS as ADAPTER_GROUP
+from lexflow.names import EP_EXPLAINERS as EXPLAINER_GROUP
 
 BUILTIN: dict[str, dict[str, str]] = {
     EXPLAINER_GROUP: {

@@ -10,13 +10,15 @@ from __future__ import annotations
 import base64
 import html
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from lexflow import names
 from lexflow._version import __version__
 
-LATENT_STATUSES = ("explained", "unclear", "inactive", "failed")
+LATENT_STATUSES = ("explained", "unclear", "inactive", "failed", "skipped")
+SKIPPED = "skipped"  # active, but not among the top_k most active items: measured, not explained
 
 
 @dataclass(frozen=True)
@@ -26,12 +28,13 @@ class LatentResult:
     Attributes:
         index: latent index; label: its zero-padded form used in tags and file names.
         status: explained (certainty >= threshold), unclear (below it), inactive (the images do
-            not change; no explainer asked) or failed (every answer failed).
+            not change; no explainer asked), failed (every answer failed) or skipped (active, but
+            not among the ``top_k`` most active; measured, not explained, not counted).
         explanation: the kept answer, or None ("No clear explanation").
         explainable: whether the explanation is reported.
         certainty: mean pairwise similarity of the answers in [0, 1] (0 for inactive latents).
         answers: every sampled answer ("" for failed ones); failures: why they failed.
-        evidence: the measured evidence (see lexflow.evidence.Evidence.to_dict).
+        evidence: the measured evidence (see lexflow.stages.evidence.Evidence.to_dict).
         image: artifact path of the traversal grid; comparison_image: of the comparison rows.
         partner: the latent clamped in the comparison row.
         flags: warnings about the answers, e.g. one naming a property the evidence says did not
@@ -84,6 +87,11 @@ class ExplainResult:
     # What the explained items are and how they were moved (kind, unit, column values, sign
     # convention for directions ...); empty for the default one-latent traversal.
     traversal: dict[str, Any] = field(default_factory=dict)
+    # Items left out by top_k (status "skipped"): written under "skipped", not under "latents".
+    skipped: tuple[LatentResult, ...] = ()
+    # artifact path -> PNG bytes of every grid (traversals and comparisons); not in to_dict, and
+    # empty in a result read back with from_dict.
+    images: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def explainable_fraction(self) -> float:
@@ -105,6 +113,73 @@ class ExplainResult:
     @property
     def active_latents(self) -> int:
         return sum(r.status != "inactive" for r in self.latents)
+
+    @property
+    def top_k(self) -> str | None:
+        """The top_k option of the run as given, or None when every active item was explained."""
+        value = self.config.get("top_k", "all")
+        return None if value in ("all", "", None) else str(value)
+
+    def skip_reason(self) -> str:
+        return f"not among the {self.config.get('top_k')} most active latents (top_k)"
+
+    def metrics(self) -> dict[str, float]:
+        """The run's metrics (names from lexflow.names): the one place they are computed."""
+        usage = self.usage
+        out = {
+            names.METRIC_EXPLAINABLE_FRACTION: self.explainable_fraction,
+            names.METRIC_MEAN_CERTAINTY: self.mean_certainty,
+            names.METRIC_ACTIVE_LATENTS: float(self.active_latents),
+            names.METRIC_CALLS: float(usage.get("calls", 0.0)),
+            names.METRIC_INPUT_TOKENS: float(usage.get("input_tokens", 0.0)),
+            names.METRIC_OUTPUT_TOKENS: float(usage.get("output_tokens", 0.0)),
+            names.METRIC_COST: float(usage.get("cost_usd", 0.0)),
+        }
+        out.update({names.certainty_metric(r.index, self.latent_dim): r.certainty
+                    for r in self.latents})
+        if self.top_k is not None:
+            out[names.METRIC_SKIPPED_LATENTS] = float(len(self.skipped))
+        return out
+
+    def _skipped_dict(self, r: LatentResult) -> dict[str, Any]:
+        return {"index": r.index, "label": r.label, "status": SKIPPED,
+                "reason": self.skip_reason(), "evidence": r.evidence, "image": r.image}
+
+    @classmethod
+    def from_dict(cls, doc: Mapping[str, Any], source: str = "explanations.json") -> ExplainResult:
+        """Read back what :meth:`to_dict` wrote (schema lexflow.explanations/1): the one reader of
+        explanations.json. Fields a file lacks take their defaults; a file of another schema or
+        shape fails with :class:`lexflow.errors.ConfigError` naming ``source``."""
+        from lexflow.errors import ConfigError
+
+        if not isinstance(doc, Mapping) or doc.get("schema") != names.EXPLANATIONS_SCHEMA:
+            schema = doc.get("schema") if isinstance(doc, Mapping) else None
+            raise ConfigError(f"{source} is not a lexflow explanations.json (schema {schema!r}; "
+                              f"expected {names.EXPLANATIONS_SCHEMA!r}).")
+        try:
+            model = doc.get("model") or {}
+            explainer = doc.get("explainer") or {}
+            latent_dim = int(doc.get("latent_dim", len(doc["latents"])))
+            latents = tuple(_latent_from_dict(r, latent_dim) for r in doc["latents"])
+            return cls(
+                model_uri=str(doc.get("model_uri", "")), model_name=model.get("name"),
+                model_version=model.get("version"), run_id=str(doc.get("run_id", "")),
+                explainer=str(explainer.get("uri", "")),
+                explainer_is_mllm=bool(explainer.get("is_mllm", False)), latent_dim=latent_dim,
+                config={str(k): str(v) for k, v in (doc.get("config") or {}).items()},
+                latents=latents,
+                output_range=tuple(float(v) for v in doc.get("output_range") or (0.0, 1.0)),  # type: ignore[arg-type]
+                usage={str(k): float(v) for k, v in (doc.get("usage") or {}).items()},
+                created=str(doc.get("created", "")),
+                lexflow_version=str(doc.get("lexflow_version", "")),
+                traversal=dict(doc.get("traversal") or {}),
+                skipped=tuple(_latent_from_dict({**r, "explanation": None, "explainable": False,
+                                                 "certainty": 0.0, "answers": ()}, latent_dim)
+                              for r in doc.get("skipped") or ()),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ConfigError(f"{source}: a malformed lexflow explanations.json ({type(exc).__name__}: "
+                              f"{exc}).") from exc
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -128,7 +203,34 @@ class ExplainResult:
             "usage": self.usage,
             "latents": [asdict(r) for r in self.latents],
             **({"traversal": self.traversal} if self.traversal else {}),
+            **({"skipped": [self._skipped_dict(r) for r in self.skipped]} if self.skipped else {}),
         }
+
+
+_TUPLE_FIELDS = ("answers", "failures", "flags")
+
+
+def _latent_from_dict(r: Mapping[str, Any], latent_dim: int) -> LatentResult:
+    """One record of ``latents`` (or ``skipped``); fields a hand-written file leaves out take
+    what lexflow would have written (label and image from the index)."""
+    known = {f.name for f in fields(LatentResult)}
+    values: dict[str, Any] = {k: v for k, v in r.items() if k in known}
+    index = int(values["index"])
+    values.setdefault("label", names.latent_label(index, latent_dim))
+    values.setdefault("image", names.traversal_path(index, latent_dim))
+    values.setdefault("status", "explained" if values.get("explanation") else "unclear")
+    values.setdefault("explanation", None)
+    values.setdefault("explainable", values["explanation"] is not None)
+    values.setdefault("answers", ())
+    for key in _TUPLE_FIELDS:
+        if key in values:
+            values[key] = tuple(values[key] or ())
+    if values.get("members") is not None:
+        values["members"] = tuple(int(i) for i in values["members"])
+    values["index"] = index
+    values["certainty"] = float(values.get("certainty", 0.0))
+    values.setdefault("evidence", {})
+    return LatentResult(**values)
 
 
 def bounded(text: str, limit: int = names.TAG_VALUE_MAX) -> str:
@@ -151,6 +253,10 @@ def version_tags(result: ExplainResult) -> dict[str, str]:
     for r in result.latents:
         tags[names.latent_tag(r.index, d)] = tag_text(r)
         tags[names.latent_certainty_tag(r.index, d)] = f"{r.certainty:.3f}"
+    if result.top_k is not None:
+        tags[names.TAG_TOP_K] = result.top_k
+        tags[names.TAG_SKIPPED_LATENTS] = ",".join(r.label for r in result.skipped)[
+            : names.TAG_VALUE_MAX]
     return tags
 
 
@@ -185,6 +291,10 @@ def description_section(result: ExplainResult) -> str:
             text += " (inactive)"
         link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
         lines.append(f"| {r.label} | {text} | {r.certainty:.2f} | [grid]({link}) |")
+    if result.skipped:
+        labels = ", ".join(r.label for r in result.skipped)
+        lines.append(f"\nSkipped (not among the {result.config.get('top_k')} most active latents, "
+                     f"not explained and not counted in the fraction): {labels}")
     lines.append(names.DESCRIPTION_END)
     return "\n".join(lines)
 
@@ -229,9 +339,11 @@ def _item_note(r: LatentResult, traversal: dict[str, Any]) -> str:
     return text + (f" Condition: <code>{e(r.condition)}</code>." if r.condition else "")
 
 
-def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
-    """A self-contained HTML report; every explainer-written string is escaped."""
+def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -> str:
+    """A self-contained HTML report; every explainer-written string is escaped. ``images``:
+    artifact path -> PNG (default: the result's own)."""
     e = html.escape
+    images = result.images if images is None else images
     d = result.to_dict()
     out = [
         "<!DOCTYPE html><html><head><meta charset='utf-8'>",
@@ -287,5 +399,12 @@ def report_html(result: ExplainResult, images: dict[str, bytes]) -> str:
         if r.flags:
             out.append("<p class='unclear'>Flags: " + "; ".join(e(f) for f in r.flags) + "</p>")
         out.append("</section>")
-    out.append("</body></html>")
+    skipped = ""
+    if result.skipped:
+        labels = ", ".join(r.label for r in result.skipped)
+        skipped = (f"<section id='skipped'><h2>Skipped latents</h2><p>Not among the "
+                   f"{e(str(result.config.get('top_k')))} most active latents (top_k): "
+                   f"{e(labels)}. They were measured but not explained, and are not counted "
+                   f"in the explainable fraction.</p></section>")
+    out.append(skipped + "</body></html>")
     return "\n".join(out)

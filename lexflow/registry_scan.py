@@ -1,9 +1,9 @@
 """``lexflow explain-registry``: explain every model version that matches a filter.
 
-Each version is explained by its own ``python -m lexflow explain`` process: MLflow's fluent run API
-keeps the active run in process-global state, so runs cannot share a process safely, and a crash
-or a native-library abort in one version cannot take the others down. At most ``parallel``
-processes run at once; a failing version is reported with its reason and the rest go on.
+The versions are explained in this process, at most ``parallel`` at once (a thread each): the
+MLflow layer writes every run by its explicit id, so runs share a process safely. A failing
+version is reported with its reason and the rest go on. (A native-library abort, e.g. a segfault
+in a decoder, would end all of them: run such models one ``lexflow explain`` at a time.)
 
 By default a version is picked when it has no complete lexflow explanation (``lexflow.status`` is
 missing, running, failed or partial); ``--all`` picks every matching version.
@@ -11,9 +11,8 @@ missing, running, failed or partial); ``--all`` picks every matching version.
 
 from __future__ import annotations
 
+import contextlib
 import json
-import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -23,8 +22,10 @@ from typing import Any
 
 import click
 
-from lexflow import names, tracking
+from lexflow import names
+from lexflow.config import ExplainConfig
 from lexflow.errors import LexflowError
+from lexflow.tracking.registry import search_versions
 
 # `lexflow explain` options that explain-registry does not pass on (it sets them itself).
 _NOT_FORWARDED = ("as_json", "no_progress", "dry_run")
@@ -59,61 +60,43 @@ class VersionOutcome:
 
 def select_versions(filter_string: str | None, *, all_versions: bool) -> list[dict[str, Any]]:
     """Versions matching ``filter_string``; without ``all_versions`` only those not complete."""
-    versions = tracking.search_versions(filter_string)
+    versions = search_versions(filter_string)
     if all_versions:
         return versions
     return [v for v in versions if v["tags"].get(names.TAG_STATUS) != names.STATUS_COMPLETE]
 
 
-def _reason(stdout: str, stderr: str, code: int) -> str:
-    for line in reversed(stdout.strip().splitlines()):
-        try:
-            doc = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(doc, dict) and "message" in doc:
-            return f"{doc.get('error', 'error')}: {doc['message']}"
-    lines = [ln for ln in stderr.strip().splitlines() if ln.strip()]
-    errors = [ln for ln in lines if ln.startswith("lexflow: error:")]
-    if errors:
-        return errors[-1].removeprefix("lexflow: error:").strip()
-    return lines[-1].strip() if lines else f"exit code {code} and no message"
+def explain_version(name: str, version: str, config: ExplainConfig,
+                    experiment: str | None = None) -> VersionOutcome:
+    """Explain ``models:/name/version`` in this process; a failure becomes the outcome's reason."""
+    from lexflow.tracking.job import explain
 
-
-def explain_version(name: str, version: str, args: Sequence[str]) -> VersionOutcome:
-    """Run ``python -m lexflow explain models:/name/version --json <args>`` and read its result."""
     uri = f"models:/{name}/{version}"
-    env = {k: v for k, v in os.environ.items() if k != names.ENV_RUN_ID}  # never share a run
-    env[names.ENV_NO_PROGRESS] = "1"
-    cmd = [sys.executable, "-m", "lexflow", "explain", uri, "--json", "--no-progress", *args]
     start = time.monotonic()
-    proc = subprocess.run(cmd, env=env, stdin=subprocess.DEVNULL, capture_output=True, text=True,
-                          check=False)
-    seconds = time.monotonic() - start
-    if proc.returncode == 0:
-        try:
-            doc = json.loads(proc.stdout.strip().splitlines()[-1])
-            return VersionOutcome(name, version, uri, True, str(doc["status"]),
-                                  float(doc["summary"]["explainable_fraction"]),
-                                  str(doc["run_id"]), seconds, 0)
-        except (ValueError, KeyError, IndexError):
-            return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None,
-                                  seconds, 1, "explain exited 0 but printed no JSON result")
-    return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None, seconds,
-                          proc.returncode, _reason(proc.stdout, proc.stderr, proc.returncode))
+    try:
+        result = explain(uri, config, progress=False, experiment=experiment, env_run=False)
+    except Exception as exc:  # one version's failure (any kind) must not stop the others
+        code = exc.exit_code if isinstance(exc, LexflowError) else 1
+        return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None,
+                              time.monotonic() - start, code, f"{type(exc).__name__}: {exc}")
+    return VersionOutcome(name, version, uri, True, result.status, result.explainable_fraction,
+                          result.run_id, time.monotonic() - start, 0)
 
 
 def explain_registry(
     filter_string: str | None = None, *, all_versions: bool = False, parallel: int = 1,
-    args: Sequence[str] = (), on_done: Callable[[VersionOutcome], None] | None = None,
+    config: ExplainConfig | None = None, experiment: str | None = None,
+    on_done: Callable[[VersionOutcome], None] | None = None,
 ) -> list[VersionOutcome]:
     """Explain every selected version, at most ``parallel`` at once; outcomes in registry order."""
     if parallel < 1:
         raise click.BadParameter(f"must be >= 1, got {parallel}", param_hint="--parallel")
+    config = config or ExplainConfig()
     versions = select_versions(filter_string, all_versions=all_versions)
     outcomes: dict[tuple[str, str], VersionOutcome] = {}
-    with ThreadPoolExecutor(max_workers=parallel) as pool:
-        futures = [pool.submit(explain_version, v["name"], v["version"], args) for v in versions]
+    with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lexflow-version") as pool:
+        futures = [pool.submit(explain_version, v["name"], v["version"], config, experiment)
+                   for v in versions]
         for fut in as_completed(futures):
             out = fut.result()
             outcomes[(out.name, out.version)] = out
@@ -138,48 +121,23 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
     return "\n".join(lines)
 
 
-def _forwarded_args(ctx: click.Context, params: dict[str, Any]) -> list[str]:
-    """The explain options given on this command line, as ``lexflow explain`` arguments."""
-    from click.core import ParameterSource
-
-    out: list[str] = []
-    for p in ctx.command.params:
-        if not isinstance(p, click.Option) or p.name not in _EXPLAIN_OPTION_NAMES:
-            continue
-        if ctx.get_parameter_source(p.name) not in (ParameterSource.COMMANDLINE,
-                                                    ParameterSource.ENVIRONMENT):
-            continue
-        value = params[p.name]
-        if p.is_flag and p.secondary_opts:
-            out.append(p.opts[0] if value else p.secondary_opts[0])
-        elif p.is_flag:
-            if value:
-                out.append(p.opts[0])
-        elif p.multiple:
-            for item in value:
-                out += [p.opts[0], str(item)]
-        elif value is not None:
-            out += [p.opts[0], str(value)]
-    return out
-
-
 @click.command("explain-registry")
 @click.option("--filter", "filter_string", default=None, metavar="FILTER",
               help="MLflow model-version filter, e.g. \"name LIKE 'vae%'\" (default: every version).")
 @click.option("--all", "all_versions", is_flag=True,
               help="Also re-explain versions that already have a complete explanation.")
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1),
-              help="Versions explained at once (one process each).")
+              help="Versions explained at once (threads of this process).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
-@click.pass_context
-def command(ctx: click.Context, filter_string: str | None, all_versions: bool, parallel: int,
+def command(filter_string: str | None, all_versions: bool, parallel: int,
             as_json: bool, **explain_params: Any) -> None:
     """Explain every registered model version matching --filter that has no complete lexflow
-    explanation yet (all of them with --all). Other options are passed to `lexflow explain`.
+    explanation yet (all of them with --all). Other options are those of `lexflow explain`.
 
     Exit code 1 when any version failed (each failure is listed with its reason).
     """
-    args = _forwarded_args(ctx, explain_params)
+    from lexflow.cli import config_from_options
+
     total = 0
 
     def progress(o: VersionOutcome) -> None:
@@ -189,8 +147,13 @@ def command(ctx: click.Context, filter_string: str | None, all_versions: bool, p
         click.echo(f"[{total}] {o.uri}: {state} in {o.seconds:.1f} s", err=True)
 
     try:
-        outcomes = explain_registry(filter_string, all_versions=all_versions, parallel=parallel,
-                                    args=args, on_done=progress)
+        config = config_from_options(**explain_params)
+        # MLflow prints "View run ..." links on stdout when a run ends: stdout is the summary only.
+        with contextlib.redirect_stdout(sys.stderr):
+            outcomes = explain_registry(filter_string, all_versions=all_versions,
+                                        parallel=parallel, config=config,
+                                        experiment=explain_params.get("experiment"),
+                                        on_done=progress)
     except LexflowError as exc:
         if as_json:
             click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
@@ -208,7 +171,7 @@ def command(ctx: click.Context, filter_string: str | None, all_versions: bool, p
 
 
 def _attach_explain_options() -> tuple[str, ...]:
-    """Give explain-registry every option of `lexflow explain` (forwarded when given)."""
+    """Give explain-registry every option of `lexflow explain` (its config is built the same way)."""
     from lexflow.cli import explain
 
     taken = {p.name for p in command.params}

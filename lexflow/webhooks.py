@@ -11,7 +11,7 @@ MLflow 3 signs each delivery the Standard Webhooks way (mlflow/webhooks/delivery
 only when the signature matches, the timestamp is within ``--tolerance`` seconds of now, and the
 delivery id was not seen before (replays are refused with 409). Accepted
 ``model_version.created`` events are answered 202 at once and processed one at a time in a
-worker thread: ``lexflow.pipeline.explain`` and then ``lexflow.gate.gate`` (recording the verdict
+worker thread: ``lexflow.tracking.job.explain`` and then ``lexflow.gate.gate`` (recording the verdict
 as ``lexflow.gate.*`` tags and, when it passes, moving the ``--promote`` alias).
 """
 
@@ -152,7 +152,7 @@ def process(job: Job, config: ReceiverConfig) -> str:
     from lexflow.config import ExplainConfig
     from lexflow.errors import LexflowError
     from lexflow.gate import gate, load_policy
-    from lexflow.pipeline import explain
+    from lexflow.tracking.job import explain
 
     uri = f"models:/{job.name}/{job.version}"
     policy = load_policy(config.policy_path)

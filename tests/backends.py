@@ -22,14 +22,11 @@ import glob
 import os
 import pwd
 import shutil
-import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import threading
-import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,75 +36,34 @@ import pytest
 import torch
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
-VENV_BIN = Path(sys.executable).parent
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
-from models.blob import BlobDecoder  # noqa: E402
+from helpers import (  # noqa: E402
+    VENV_BIN,
+    Completed,
+    clean_env,
+    experiment_id,
+    finish,
+    free_port,
+    lexflow_tags,
+    log_tail,
+    mlflow_server,
+    point_tracking_at,
+    spawn,
+    start_command,
+    stop_process_group,
+    unique,
+    wait_http,
+)
+from models.counting import CountingBlob, traversals_in  # noqa: E402
 
-SERVER_START_TIMEOUT = 90.0
+__all__ = ["Completed", "CountingBlob", "finish", "free_port", "lexflow_tags", "traversals_in",
+           "unique"]  # what tests import from here
+
 BUCKET = "lexflow-artifacts"
 AWS_ENV = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
            "AWS_DEFAULT_REGION": "us-east-1"}
-_LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
-              "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID", "AWS_PROFILE", "AWS_SESSION_TOKEN")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{uuid.uuid4().hex[:8]}"
-
-
-def stop_group(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
-    """SIGTERM the process group of ``proc`` (started with start_new_session), then SIGKILL it."""
-    if proc.poll() is None:
-        try:
-            os.killpg(proc.pid, signal.SIGTERM)
-            proc.wait(timeout=grace)
-        except (ProcessLookupError, PermissionError, subprocess.TimeoutExpired):
-            pass
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-
-
-def _tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
-
-
-def _wait_http(url: str, proc: subprocess.Popen[Any], log: Path, what: str,
-               timeout: float = SERVER_START_TIMEOUT) -> None:
-    import requests
-
-    deadline = time.monotonic() + timeout
-    while True:
-        if proc.poll() is not None:
-            pytest.fail(f"{what} exited with code {proc.returncode}. Log tail:\n{_tail(log)}")
-        try:
-            if requests.get(url, timeout=2).status_code < 500:
-                return
-        except requests.RequestException:
-            pass
-        if time.monotonic() > deadline:
-            pytest.fail(f"{what} did not answer {url} within {timeout:.0f} s. Log:\n{_tail(log)}")
-        time.sleep(0.3)
-
-
-def _spawn(cmd: list[str], log: Path, env: dict[str, str] | None = None,
-           cwd: Path | None = None) -> subprocess.Popen[Any]:
-    with open(log, "wb") as f:
-        return subprocess.Popen(cmd, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                env=env, cwd=cwd, start_new_session=True)
 
 
 # --- S3 (moto server mode) --------------------------------------------------------------------
@@ -140,15 +96,15 @@ def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[S3]:
     port = free_port()
     log = root / "moto.log"
     env = {**os.environ, **AWS_ENV}
-    proc = _spawn([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log, env)
+    proc = spawn([str(VENV_BIN / "moto_server"), "-H", "127.0.0.1", "-p", str(port)], log, env)
     try:
         endpoint = f"http://127.0.0.1:{port}"
-        _wait_http(f"{endpoint}/moto-api/", proc, log, "moto_server", timeout=60)
+        wait_http(f"{endpoint}/moto-api/", proc, log, "moto_server", timeout=60)
         s3 = S3(endpoint, BUCKET)
         s3.client().create_bucket(Bucket=BUCKET)
         yield s3
     finally:
-        stop_group(proc)
+        stop_process_group(proc, grace=3.0)
 
 
 # --- PostgreSQL -------------------------------------------------------------------------------
@@ -202,7 +158,7 @@ def postgres() -> Iterator[Postgres]:
                         str(port), "-U", "postgres", "mlflow"], check=True, capture_output=True,
                        timeout=60)
     except subprocess.CalledProcessError as exc:
-        pytest.fail(f"could not start PostgreSQL: {exc}\n{exc.stderr!r}\n{_tail(log)}")
+        pytest.fail(f"could not start PostgreSQL: {exc}\n{exc.stderr!r}\n{log_tail(log)}")
     try:
         yield Postgres("127.0.0.1", port, "postgres")
     finally:
@@ -225,34 +181,21 @@ class Backend:
     log: Path
 
     def env(self, tracking_uri: str | None = None, **extra: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-        env.update(self.s3.env())
-        env.update(MLFLOW_TRACKING_URI=tracking_uri or self.url, LEXFLOW_NO_PROGRESS="1",
-                   PYTHONUNBUFFERED="1", PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
-        env.update(extra)
-        return env
+        return clean_env(**self.s3.env(), MLFLOW_TRACKING_URI=tracking_uri or self.url,
+                         LEXFLOW_NO_PROGRESS="1", PYTHONUNBUFFERED="1", **extra)
 
 
 @pytest.fixture(scope="session")
 def pg_s3_server(moto_s3: S3, postgres: Postgres,
                  tmp_path_factory: pytest.TempPathFactory) -> Iterator[Backend]:
     root = tmp_path_factory.mktemp("mlflow-pg-s3")
-    port = free_port()
     store = postgres.store_uri("mlflow")
     artifacts = f"s3://{moto_s3.bucket}/mlflow"
-    log = root / "server.log"
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-    env.update(moto_s3.env(), MLFLOW_SERVER_ENABLE_JOB_EXECUTION="false",
-               PATH=f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}")
-    proc = _spawn([str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-                   "--backend-store-uri", store, "--default-artifact-root", artifacts,
-                   "--no-serve-artifacts", "--workers", "1"], log, env, cwd=root)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        _wait_http(f"{url}/health", proc, log, "mlflow server (postgres + s3)")
+    args = ["--backend-store-uri", store, "--default-artifact-root", artifacts,
+            "--no-serve-artifacts"]
+    with mlflow_server(root, args, clean_env(**moto_s3.env()), "mlflow server (postgres + s3)"
+                       ) as (url, _, log):
         yield Backend(url, moto_s3, store, postgres.uri("mlflow"), artifacts, log)
-    finally:
-        stop_group(proc)
 
 
 @pytest.fixture
@@ -262,23 +205,8 @@ def backend(pg_s3_server: Backend, monkeypatch: pytest.MonkeyPatch) -> Iterator[
 
 
 def _point_at(b: Backend, uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Backend]:
-    import mlflow
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-    import mlflow.tracking.fluent as fluent
-
-    for key in _LEAKY_ENV:
-        monkeypatch.delenv(key, raising=False)
-    for key, value in {**b.s3.env(), "MLFLOW_TRACKING_URI": uri, "LEXFLOW_NO_PROGRESS": "1"}.items():
-        monkeypatch.setenv(key, value)
-    monkeypatch.setattr(fluent, "_active_experiment_id", None)
-    previous = tracking_utils._tracking_uri
-    mlflow.set_tracking_uri(uri)
-    try:
+    with point_tracking_at(uri, monkeypatch, {**b.s3.env(), "LEXFLOW_NO_PROGRESS": "1"}):
         yield b
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run(status="KILLED")
-        mlflow.set_tracking_uri(previous)
 
 
 # --- the tracking server going away -----------------------------------------------------------
@@ -355,97 +283,23 @@ class FlakyProxy:
                     s.shutdown(socket.SHUT_RDWR)
 
 
-# --- a decoder that counts (and slows) its work ----------------------------------------------
-
-class CountingBlob(BlobDecoder):
-    """BlobDecoder that appends one line per decode call to the file named by
-    ``LEXFLOW_TEST_DECODE_LOG``: the number of codes, then the latent each ``steps``-long row
-    sweeps (``20 3,3,3,3`` is the traversal of latent 3 with 4 rows of 5 steps), after sleeping
-    ``LEXFLOW_TEST_DECODE_DELAY`` seconds."""
-
-    def __init__(self, latent_dim: int = 8, steps: int = 5) -> None:
-        super().__init__(latent_dim=latent_dim)
-        self.steps = steps
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        delay = float(os.environ.get("LEXFLOW_TEST_DECODE_DELAY", "0"))
-        if delay:
-            time.sleep(delay)
-        out = super().decode(z)
-        path = os.environ.get("LEXFLOW_TEST_DECODE_LOG")
-        if path:
-            rows = []
-            for r in range(0, z.shape[0], self.steps):
-                swept = torch.nonzero(z[r : r + self.steps].std(dim=0) > 0).flatten().tolist()
-                rows.append(str(swept[0]) if len(swept) == 1 else "?")
-            with open(path, "a", encoding="utf-8") as f:
-                f.write(f"{z.shape[0]} {','.join(rows)}\n")
-        return out
-
-
-def traversals_in(log: Path, rows: int, steps: int) -> list[int]:
-    """The latents whose full traversal a CountingBlob decoded (one decode call per latent when
-    batch_size = rows * steps), in order."""
-    if not log.exists():
-        return []
-    out = []
-    for line in log.read_text().splitlines():
-        n, _, swept = line.partition(" ")
-        latents = swept.split(",")
-        if int(n) == rows * steps and len(set(latents)) == 1 and latents[0] != "?":
-            out.append(int(latents[0]))
-    return out
-
-
 def register_module(name: str, module: torch.nn.Module) -> str:
-    """Log ``module`` (pickle + code_paths: tests/models and this file) and register it."""
+    """Log ``module`` (pickle + code_paths: tests/models) and register it."""
     import mlflow
     import mlflow.pytorch
 
-    mlflow.set_experiment("lexflow-test-backends-models")
-    with mlflow.start_run():
+    with mlflow.start_run(experiment_id=experiment_id("lexflow-test-backends-models")):
         info = mlflow.pytorch.log_model(
             module, name="model", serialization_format="pickle",
-            code_paths=[str(TESTS_DIR / "models"), __file__], pip_requirements=["torch"],
+            code_paths=[str(TESTS_DIR / "models")], pip_requirements=["torch"],
             registered_model_name=name)
     return str(info.registered_model_version)
 
 
-def lexflow_tags(name: str, version: str) -> dict[str, str]:
-    from mlflow import MlflowClient
-
-    tags = MlflowClient().get_model_version(name, version).tags
-    return {k: v for k, v in tags.items() if k.startswith("lexflow.")}
-
-
-@dataclass(frozen=True)
-class Result:
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def describe(self) -> str:
-        return (f"exit {self.returncode} after {self.seconds:.1f} s\n--- stdout ---\n"
-                f"{self.stdout[-3000:]}\n--- stderr ---\n{self.stderr[-3000:]}")
-
-
 def start_lexflow(args: list[str], env: dict[str, str]) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "lexflow", *args], env=env, cwd=REPO_ROOT,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL, text=True, start_new_session=True)
+    """``python -m lexflow <args>`` in its own process group (a crash test may kill it)."""
+    return start_command([sys.executable, "-m", "lexflow", *args], env)
 
 
-def finish(proc: subprocess.Popen[str], timeout: float = 180.0) -> Result:
-    start = time.monotonic()
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_group(proc, grace=5)
-        out, err = proc.communicate()
-        pytest.fail(f"lexflow did not finish within {timeout:.0f} s\n{out[-2000:]}\n{err[-3000:]}")
-    return Result(proc.returncode, out, err, time.monotonic() - start)
-
-
-def run_lexflow(args: list[str], env: dict[str, str], timeout: float = 180.0) -> Result:
+def run_lexflow(args: list[str], env: dict[str, str], timeout: float = 180.0) -> Completed:
     return finish(start_lexflow(args, env), timeout)

@@ -6,16 +6,10 @@ Every process started here is stopped here (by its PID / process group).
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import socket
-import subprocess
 import sys
-import time
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager, suppress
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,55 +18,26 @@ import numpy as np
 import pytest
 
 TESTS_DIR = Path(__file__).resolve().parent
-REPO_ROOT = TESTS_DIR.parent
 MODELS_DIR = TESTS_DIR / "models"
-_REPO_VENV_BIN = REPO_ROOT / ".venv" / "bin"
-# the project venv (lexflow, mlflow): .venv/bin, or the running interpreter's bin directory
-VENV_BIN = _REPO_VENV_BIN if (_REPO_VENV_BIN / "lexflow").exists() else Path(sys.executable).parent
-SERVER_START_TIMEOUT = 90.0
 MODELS_EXPERIMENT = "lexflow-test-models"
 
 # The decoders must pickle as `models.blob.BlobDecoder` (loadable wherever code_paths is unpacked).
 if str(TESTS_DIR) not in sys.path:
     sys.path.insert(0, str(TESTS_DIR))
 
+from helpers import (  # noqa: E402
+    VENV_BIN,
+    Completed,
+    clean_env,
+    experiment_id,
+    point_tracking_at,
+    run_command,
+)
+from helpers import mlflow_server as start_mlflow_server  # noqa: E402
 from models.blob import BlobDecoder  # noqa: E402
 
-# Environment variables that would point a test (or a subprocess it starts) at another store,
-# experiment or run than the one the test chose.
-_LEAKY_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID",
-              "MLFLOW_EXPERIMENT_NAME", "MLFLOW_RUN_ID")
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on (bound once, then closed)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def unique(prefix: str) -> str:
-    """A name no other test (or earlier session against the same server) uses."""
-    return f"{prefix}-{uuid.uuid4().hex[:10]}"
-
-
-def stop_process_group(proc: subprocess.Popen[Any], grace: float = 10.0) -> None:
-    """Terminate ``proc`` (started with start_new_session=True), then kill its process group."""
-    if proc.poll() is None:
-        proc.terminate()
-        with suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=grace)
-    with suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)  # children (uvicorn workers, ...) share the group
-    with suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=grace)
-
-
-def log_tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError as exc:
-        return f"(no log: {exc})"
+# Fixtures of the production backends (S3, PostgreSQL, a server on both, a flaky proxy).
+pytest_plugins = ["backends"]
 
 
 @dataclass(frozen=True)
@@ -88,73 +53,19 @@ class Server:
 @pytest.fixture(scope="session")
 def mlflow_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A real ``mlflow server`` on loopback, SQLite backend, proxied artifacts, one worker."""
-    import requests
-
     root = tmp_path_factory.mktemp("mlflow-server")
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = root / "server.log"
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-    env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] = "false"
-    env["PATH"] = f"{VENV_BIN}{os.pathsep}{env.get('PATH', '')}"
-    cmd = [
-        str(VENV_BIN / "mlflow"), "server", "--host", "127.0.0.1", "--port", str(port),
-        "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
-        "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts",
-        "--workers", "1",
-    ]
-    with open(log, "wb") as log_file:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=log_file, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL, start_new_session=True)
-    try:
-        deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"mlflow server exited with code {proc.returncode} before answering "
-                            f"{url}/health. Log tail:\n{log_tail(log)}")
-            try:
-                if requests.get(f"{url}/health", timeout=2).status_code == 200:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"mlflow server did not answer {url}/health within "
-                            f"{SERVER_START_TIMEOUT:.0f} s. Log tail:\n{log_tail(log)}")
-            time.sleep(0.5)
+    store = ["--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}",
+             "--artifacts-destination", str(root / "artifacts"), "--serve-artifacts"]
+    with start_mlflow_server(root, store) as (url, proc, log):
         yield Server(url, proc.pid, log, root)
-    finally:
-        stop_process_group(proc)
 
 
 # --- tracking URIs ----------------------------------------------------------------------------
 
-@contextmanager
-def use_tracking_uri(uri: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """Point env and mlflow at ``uri``; put mlflow's globals back afterwards."""
-    import mlflow
-    import mlflow.tracking._tracking_service.utils as tracking_utils
-    import mlflow.tracking.fluent as fluent
-
-    for key in _LEAKY_ENV:
-        monkeypatch.delenv(key, raising=False)
-    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
-    # lexflow's RunContext calls mlflow.set_experiment, which keeps the experiment id in a module
-    # global (and MLFLOW_EXPERIMENT_ID): never carry one store's experiment id into another store.
-    monkeypatch.setattr(fluent, "_active_experiment_id", None)
-    previous = tracking_utils._tracking_uri
-    mlflow.set_tracking_uri(uri)
-    try:
-        yield uri
-    finally:
-        while mlflow.active_run() is not None:
-            mlflow.end_run(status="KILLED")
-        mlflow.set_tracking_uri(previous)  # the environment is restored by monkeypatch after this
-
-
 @pytest.fixture
 def tracking(mlflow_server: Server, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     """MLFLOW_TRACKING_URI (env and mlflow) set to the session's server for this test."""
-    with use_tracking_uri(mlflow_server.url, monkeypatch) as uri:
+    with point_tracking_at(mlflow_server.url, monkeypatch) as uri:
         yield uri
 
 
@@ -166,7 +77,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("sqlite-template")
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(root)
-        with use_tracking_uri(f"sqlite:///{root / 'mlflow.db'}", mp):
+        with point_tracking_at(f"sqlite:///{root / 'mlflow.db'}", mp):
             MlflowClient().search_experiments()  # creates the tables and the Default experiment
     return root / "mlflow.db"
 
@@ -183,7 +94,7 @@ def sqlite_tracking(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         conn.execute("UPDATE experiments SET artifact_location = ? WHERE experiment_id = 0",
                      (str(tmp_path / "mlruns" / "0"),))
     monkeypatch.chdir(tmp_path)  # a sqlite store's default artifact root is ./mlruns
-    with use_tracking_uri(f"sqlite:///{db}", monkeypatch) as uri:
+    with point_tracking_at(f"sqlite:///{db}", monkeypatch) as uri:
         yield uri
 
 
@@ -194,42 +105,8 @@ def no_progress(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def subprocess_env(tracking_uri: str, **extra: str) -> dict[str, str]:
     """Environment for a lexflow / mlflow subprocess: the venv first on PATH, no progress bars."""
-    env = {k: v for k, v in os.environ.items() if k not in _LEAKY_ENV}
-    env.update(MLFLOW_TRACKING_URI=tracking_uri, LEXFLOW_NO_PROGRESS="1",
-               PATH=f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}", PYTHONUNBUFFERED="1")
-    env.update(extra)
-    return env
-
-
-@dataclass(frozen=True)
-class Completed:
-    args: list[str]
-    returncode: int
-    stdout: str
-    stderr: str
-    seconds: float
-
-    def describe(self) -> str:
-        return (f"$ {' '.join(self.args)}\nexit {self.returncode} after {self.seconds:.1f} s\n"
-                f"--- stdout (tail) ---\n{self.stdout[-3000:]}\n"
-                f"--- stderr (tail) ---\n{self.stderr[-3000:]}")
-
-
-def run_command(args: list[str], env: dict[str, str], timeout: float, cwd: Path | None = None
-                ) -> Completed:
-    """Run a command in its own process group; on timeout kill the group and fail the test."""
-    start = time.monotonic()
-    proc = subprocess.Popen(args, env=env, cwd=cwd or REPO_ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        stop_process_group(proc, grace=5.0)
-        out, err = proc.communicate()
-        pytest.fail(f"{' '.join(args)} did not finish within {timeout:.0f} s.\n"
-                    f"stdout tail:\n{(out or '')[-3000:]}\nstderr tail:\n{(err or '')[-3000:]}")
-    return Completed(list(args), proc.returncode, out, err, time.monotonic() - start)
+    return clean_env(MLFLOW_TRACKING_URI=tracking_uri, LEXFLOW_NO_PROGRESS="1",
+                     PYTHONUNBUFFERED="1", **extra)
 
 
 def lexflow_cli(*args: str, tracking_uri: str, timeout: float = 120.0, **env: str) -> Completed:
@@ -242,11 +119,7 @@ def lexflow_cli(*args: str, tracking_uri: str, timeout: float = 120.0, **env: st
 
 def _models_experiment_id() -> str:
     """Models are logged in their own experiment so explain runs can be counted per experiment."""
-    from mlflow import MlflowClient
-
-    c = MlflowClient()
-    exp = c.get_experiment_by_name(MODELS_EXPERIMENT)
-    return exp.experiment_id if exp else c.create_experiment(MODELS_EXPERIMENT)
+    return experiment_id(MODELS_EXPERIMENT)
 
 
 def _version_of(info: Any) -> str:
@@ -383,13 +256,6 @@ def register_pyfunc() -> Callable[..., str]:
 
 
 # --- reading back what lexflow wrote ----------------------------------------------------------
-
-def lexflow_tags(name: str, version: str) -> dict[str, str]:
-    from mlflow import MlflowClient
-
-    tags = MlflowClient().get_model_version(name, version).tags
-    return {k: v for k, v in tags.items() if k.startswith("lexflow.")}
-
 
 def experiment_runs(experiment_name: str) -> list[Any]:
     """Runs of an experiment, oldest first ([] when the experiment does not exist)."""

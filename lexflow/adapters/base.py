@@ -9,8 +9,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from lexflow.errors import ConfigError, ModelContractError
+from lexflow.names import EP_ADAPTERS as ENTRY_POINT_GROUP
 
-ENTRY_POINT_GROUP = "lexflow.adapters"
 # Flavors tried in this order when a model carries several (a pytorch model also has pyfunc).
 FLAVOR_PREFERENCE = ("pytorch", "onnx", "python_function")
 
@@ -32,6 +32,23 @@ class Decoder(Protocol):
     def decode(self, z: np.ndarray) -> np.ndarray:
         """float32 [N, latent_dim] (prior std units) -> float32 [N, C, H, W] in the model's range."""
         ...
+
+
+@runtime_checkable
+class PlannedDecoder(Protocol):
+    """An optional capability: a decoder that makes its own traversal plan (a diffusion
+    pipeline's h-space directions) instead of one latent at a time."""
+
+    def traversal_plan(self, config: Any) -> Any:
+        """A :class:`lexflow.stages.plan.Plan` for ``config`` (checks options; computes lazily)."""
+        ...
+
+
+@runtime_checkable
+class RangedDecoder(Protocol):
+    """An optional capability: a decoder that knows its pixel range (else it is detected)."""
+
+    output_range: tuple[float, float] | None
 
 
 @dataclass(frozen=True)

@@ -39,32 +39,25 @@ class FactorRow:
 
 def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
     """One row per latent of the shipped demo model."""
+    from lexflow.adapters.base import ModelInfo
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
     from lexflow.demo import shapes
     from lexflow.demo.train import factor_map, load_or_train
+    from lexflow.engine import explain_decoder
     from lexflow.explainers import get_explainer
-    from lexflow.pipeline import measure_latents, run_explainer
-    from lexflow.uncertainty import consensus
 
     model = load_or_train(progress=False)
     fmap = factor_map(model, shapes.generate(n, seed=seed))
-    config = ExplainConfig()
     decoder = PyTorchVAEAdapter(model, device="cpu")
-    d = decoder.latent_dim
-    indices = tuple(range(d))
-    measured, _, values = measure_latents(
-        decoder, config, indices, bias="disentanglement", output_range=(0.0, 1.0), progress=False
-    )
-    responses = run_explainer(
-        get_explainer("measure"), measured, values, d, config, "disentanglement", None, None, progress=False
-    )
+    info = ModelInfo(("pytorch",), {"output_range": [0, 1], "bias": "disentanglement"})
+    result = explain_decoder(decoder, info, ExplainConfig(), get_explainer("measure"))
     rows = []
-    for i in indices:
-        visible = measured[i].evidence.active
+    for r in result.latents:
+        i = r.index
+        visible = r.status != "inactive"
         active = bool(fmap[i]["active"])
-        c = consensus(responses[i].answers, threshold=config.threshold) if visible else None
-        explanation = c.explanation if c else None
+        explanation = r.explanation
         rows.append(
             FactorRow(
                 latent=i,
@@ -73,7 +66,7 @@ def evaluate(n: int = 4000, seed: int = 123) -> list[FactorRow]:
                 true_factor=fmap[i]["factor"],
                 factor_score=fmap[i]["score"],
                 explanation=explanation,
-                certainty=c.certainty if c else 0.0,
+                certainty=r.certainty,
                 correct=bool(active and fmap[i]["factor"] in named_factors(explanation)),
             )
         )

@@ -47,8 +47,9 @@ def register(name: str = DEMO_NAME, *, progress: bool = True) -> tuple[str, str,
     for mv in sorted(versions, key=lambda v: -int(v.version)):
         if mv.tags.get(CHECKSUM_TAG) == sha:
             return name, str(mv.version), False
-    mlflow.set_experiment("lexflow-demo")
-    with mlflow.start_run(run_name="demo beta-TCVAE"):
+    experiment = client.get_experiment_by_name("lexflow-demo")
+    experiment_id = experiment.experiment_id if experiment else client.create_experiment("lexflow-demo")
+    with mlflow.start_run(experiment_id=experiment_id, run_name="demo beta-TCVAE"):
         mlflow.log_params({"latent_dim": model.latent_dim, "dataset": "dsprites-like 32px"})
         info = mlflow.pytorch.log_model(
             model,

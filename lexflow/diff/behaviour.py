@@ -6,10 +6,10 @@ each latent is swept through ``values`` (prior std units) from each base code, f
 
 A signature has two parts per latent, averaged over the base codes:
 - ``properties``: the trajectory of each measured property (x, y, log area, hue, saturation,
-  brightness, contrast, roundness; :func:`lexflow.evidence.measure_frames`) relative to the
-  middle frame, in units of a notable change (:data:`lexflow.evidence.NOTABLE`);
+  brightness, contrast, roundness; :func:`lexflow.stages.evidence.measure_frames`) relative to the
+  middle frame, in units of a notable change (:data:`lexflow.stages.evidence.NOTABLE`);
 - ``pixels``: the mean image change relative to the middle frame (where and how pixels move).
-Both are zero for a latent whose images barely change (``lexflow.evidence.INACTIVE_CHANGE``).
+Both are zero for a latent whose images barely change (``lexflow.stages.evidence.INACTIVE_CHANGE``).
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from lexflow.adapters.base import Decoder
-from lexflow.decode import BatchDecoder
-from lexflow.evidence import INACTIVE_CHANGE, NOTABLE, measure_frames
+from lexflow.stages.decode import BatchDecoder
+from lexflow.stages.evidence import INACTIVE_CHANGE, NOTABLE, measure_frames
 
 _LINEAR = (("x", "x"), ("y", "y"), ("saturation", "saturation"), ("brightness", "brightness"),
            ("contrast", "contrast"), ("roundness", "shape"))

@@ -1,8 +1,9 @@
 """Every MLflow call the diff makes: read a version's explanation, load its decoder, fetch its
 traversal grids, and record the diff on the candidate (artifact, tags, description line).
 
-URIs resolve through :func:`lexflow.tracking.resolve` (a missing alias lists the aliases that
-exist); explanations.json is read and checked like the gate reads it.
+URIs resolve through :func:`lexflow.tracking.registry.resolve` (a missing alias lists the aliases
+that exist); explanations.json is fetched and checked like the gate does it and read back with
+:meth:`lexflow.record.ExplainResult.from_dict`, the one reader.
 """
 
 from __future__ import annotations
@@ -10,13 +11,18 @@ from __future__ import annotations
 import os
 import re
 import tempfile
+from dataclasses import asdict
 from typing import Any
 
-from lexflow import names, tracking
+from lexflow import names
 from lexflow.diff.errors import NotExplainedError
 from lexflow.diff.match import Side
 from lexflow.diff.result import DiffResult, merge_line
 from lexflow.errors import TrackingError
+from lexflow.record import ExplainResult
+from lexflow.tracking import registry as tracking
+from lexflow.tracking.runs import log_json_artifact
+from lexflow.tracking.tags import version_tags_of
 
 _FINISHED = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 _ALIAS = re.compile(r"^models:/[^/@]+@(?P<alias>[^/@]+)$")
@@ -45,7 +51,7 @@ def read_side(uri: str) -> Side:
     match = _ALIAS.match(uri.strip())
     alias = match.group("alias") if match else None
     if model.name is not None and model.version is not None:
-        tags = tracking.version_tags_of(model.name, model.version)
+        tags = version_tags_of(model.name, model.version)
         status, run_id = tags.get(names.TAG_STATUS), tags.get(names.TAG_RUN_ID)
         if not run_id or status not in _FINISHED:
             state = "was never explained" if not run_id else f"has lexflow.status = {status!r}"
@@ -59,17 +65,14 @@ def read_side(uri: str) -> Side:
             raise NotExplainedError(f"{uri} is a logged model with no finished lexflow explanation "
                                     f"run. " + _explain_hint(uri))
         doc = _download_explanations(run_id, uri)
-    latents = {int(r["index"]): r for r in doc.get("latents") or [] if isinstance(r, dict)
-               and isinstance(r.get("index"), int)}
-    for r in doc.get("skipped") or []:  # measured, not explained (--top-k)
-        if isinstance(r, dict) and isinstance(r.get("index"), int):
-            latents.setdefault(int(r["index"]), r)
-    explainer = doc.get("explainer") or {}
+    result = ExplainResult.from_dict(doc, f"{names.EXPLANATIONS_FILE} of run {run_id} ({uri})")
+    # every latent the run measured: explained, unclear, inactive, failed, and skipped (--top-k)
+    latents = {r.index: asdict(r) for r in (*result.latents, *result.skipped)}
     return Side(
         uri=uri, model_uri=model.download_uri, name=model.name, version=model.version,
-        alias=alias, run_id=run_id, latent_dim=int(doc.get("latent_dim") or 0),
-        explainer=str(explainer.get("uri", "")), config=dict(doc.get("config") or {}),
-        latents=latents, traversal_kind=str((doc.get("traversal") or {}).get("kind", "latent")),
+        alias=alias, run_id=run_id, latent_dim=result.latent_dim, explainer=result.explainer,
+        config=dict(result.config), latents=latents,
+        traversal_kind=str(result.traversal.get("kind", "latent")),
     )
 
 
@@ -119,12 +122,12 @@ def record(result: DiffResult) -> list[str]:
     Returns what was written (for the CLI)."""
     b = result.b
     written = [f"artifact {names.diff_path(result.against)} on run {b.run_id}"]
-    tracking.log_json_artifact(b.run_id, names.diff_path(result.against), result.to_dict())
+    log_json_artifact(b.run_id, names.diff_path(result.against), result.to_dict())
     if b.name is None or b.version is None:
         return written
     c = tracking.client()
     try:
-        current = tracking.version_tags_of(b.name, b.version)
+        current = version_tags_of(b.name, b.version)
         if current.get(names.TAG_RUN_ID) != b.run_id:
             raise TrackingError(
                 f"{b.model_uri} was explained again (run {current.get(names.TAG_RUN_ID)}) while the "

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from lexflow.evidence import NOTABLE, PROPERTIES
+from lexflow.stages.evidence import NOTABLE, PROPERTIES
 from lexflow.uncertainty import Similarity
 
 WEIGHTS: dict[str, float] = {"behaviour": 0.5, "evidence": 0.2, "text": 0.3}

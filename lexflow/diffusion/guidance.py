@@ -81,8 +81,10 @@ class DirectionPlan:
     condition: str | None = None
     details: dict[str, Any] = field(default_factory=dict)
     kind: str = "direction"
-    unit: str = "guidance steps"
+    unit: str = "guidance steps"  # lexflow.stages.plan.UNIT_GUIDANCE_STEPS
     names: tuple[str, ...] | None = None
+    members: tuple[tuple[int, ...], ...] | None = None  # a direction moves no listed latents
+    conditions: tuple[str, ...] | None = None
 
     @cached_property
     def _prepared(self) -> tuple[Any, Directions]:

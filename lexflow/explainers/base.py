@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean
-from lexflow.evidence import Evidence
-
-ENTRY_POINT_GROUP = "lexflow.explainers"
+from lexflow.names import EP_EXPLAINERS as ENTRY_POINT_GROUP
+from lexflow.stages.evidence import Evidence
 
 
 @dataclass(frozen=True)
@@ -35,13 +34,19 @@ class ExplainRequest:
         name: the latent's name from the model metadata, if any.
         bias: the inductive bias the prompt follows (disentanglement, combination, conditional).
         condition: the condition named by the conditional bias, if any.
-        values: frame values in prior std units (the grid's columns, increasing).
+        values: the grid's column values, increasing, in ``unit``.
         grid_png: the traversal grid (rows = base samples, columns = values) as PNG bytes.
         comparison_png: the disentanglement comparison (two rows) as PNG bytes, or None.
         evidence: measurements of the traversal.
         comparison_evidence: measurements of the comparison rows, or None.
         samples: how many answers to return (the method's n).
-        group: for the combination bias, the latents that move together (this one included).
+        group: for the combination bias, the latents that move together (this one included);
+            for a group or attribute item, the latents it moves.
+        kind: what ``index`` names: ``latent`` (one latent), ``group`` (latents moved together),
+            ``attribute`` (a CSVAE attribute direction) or ``direction`` (an h-space direction
+            of a diffusion model).
+        unit: the unit of ``values``: ``prior std``, ``guidance steps`` (signed: negative moves
+            along -direction) or ``multiples of the attribute direction``.
     """
 
     index: int
@@ -56,6 +61,8 @@ class ExplainRequest:
     comparison_png: bytes | None = None
     comparison_evidence: Evidence | None = None
     group: tuple[int, ...] | None = None
+    kind: str = "latent"
+    unit: str = "prior std"
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,19 @@
 """``lexflow explain ... --dry-run``: what a run would send, and an estimate of what it would cost.
 
-The model is resolved and downloaded (reads only), decoded and measured exactly as in a real run,
-so the prompts and images shown are the ones that would be sent. Then nothing is sent: no MLLM
-call, no MLflow run, no tag. Calls already answered in the cache are not counted.
+:func:`lexflow.tracking.job.dry_run` resolves and downloads the model (reads only) and asks the
+engine for the requests a real run would send (:func:`lexflow.engine.requests_for`: the same plan,
+bias, edit prompt and top_k); :func:`preview` shows them. Nothing is sent: no MLLM call, no MLflow
+run, no tag. Calls already answered in the cache are not counted.
 """
 
 from __future__ import annotations
 
-import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from lexflow.config import ExplainConfig
-from lexflow.explainers.base import get_explainer
+from lexflow.explainers.base import Explainer, ExplainRequest
 from lexflow.explainers.mllm import CallPreview, MLLMExplainer
-
-MLLM_SCHEMES = ("openai", "anthropic", "gemini", "ollama")
 
 
 @dataclass(frozen=True)
@@ -75,26 +73,10 @@ class DryRun:
         return "\n".join(lines)
 
 
-def plan(model_uri: str, config: ExplainConfig, *, progress: bool = True) -> DryRun:
-    from lexflow import tracking
-    from lexflow.adapters.base import load_decoder
-    from lexflow.pipeline import build_requests, explainer_options, measure_latents, resolve_bias
-
-    options = explainer_options(config)
-    if config.explainer.partition(":")[0] in MLLM_SCHEMES:
-        options["dry_run"] = True  # no API key needed to see the plan
-    explainer = get_explainer(config.explainer, options)
-    model = tracking.resolve(model_uri)
-    with tempfile.TemporaryDirectory(prefix="lexflow-dry-") as tmp:
-        local, info = tracking.download(model, tmp)
-        decoder = load_decoder(local, info, device=config.device)
-        d = decoder.latent_dim
-        indices = config.latent_indices(d)
-        bias, condition = resolve_bias(config.bias, info)
-        measured, _, values = measure_latents(decoder, config, indices, bias=bias,
-                                              output_range=info.output_range, progress=progress)
-        requests = build_requests(measured, values, d, config, bias, condition, info.latent_names(d),
-                                  info.metadata.get("groups"))
+def preview(model_uri: str, explainer: Explainer, requests: Sequence[ExplainRequest],
+            indices: Sequence[int]) -> DryRun:
+    """The plan of a run that would send ``requests`` (the engine's, see
+    :func:`lexflow.engine.requests_for`) over ``indices``: what each call would send and cost."""
     active = {r.index for r in requests}
     if isinstance(explainer, MLLMExplainer):
         previews = tuple(explainer.preview(r) for r in requests)

@@ -1,6 +1,6 @@
 """Grounding: measured evidence in the prompt, and answers checked against it.
 
-:func:`evidence_summary` turns :class:`lexflow.evidence.Evidence` into a sentence for the prompt.
+:func:`evidence_summary` turns :class:`lexflow.stages.evidence.Evidence` into a sentence for the prompt.
 :func:`contradictions` flags an answer that names a property the measurements say did not move
 (it says "colour" when only the position moved). The check is a small keyword vocabulary per
 measured property, so it is deliberately conservative: a property counts as "did not move" only
@@ -14,7 +14,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from lexflow.evidence import Evidence, PropertyChange
+from lexflow.stages.evidence import Evidence, PropertyChange
 
 STILL_SCORE = 0.5  # below half a "notable" change, a property is taken as not moving
 
@@ -52,7 +52,7 @@ class Contradiction:
 
     Attributes:
         answer: index of the answer among the samples.
-        property: the measured property (lexflow.evidence.PROPERTIES).
+        property: the measured property (lexflow.stages.evidence.PROPERTIES).
         words: the words of the answer that name it.
         score: the property's measured score (< STILL_SCORE).
     """

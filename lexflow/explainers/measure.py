@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from lexflow.evidence import Evidence, PropertyChange
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.stages.evidence import Evidence, PropertyChange
 
 # Hue (turns) of colour names, for "from red to green".
 HUE_NAMES = (

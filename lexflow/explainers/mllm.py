@@ -44,7 +44,7 @@ from lexflow.explainers.pricing import (
     price_for,
     text_tokens,
 )
-from lexflow.explainers.prompts import Prompt, build_prompt, get_bias, load_biases
+from lexflow.explainers.prompts import Bias, Prompt, build_prompt, get_bias, read_biases
 
 log = logging.getLogger("lexflow.explainers")
 T = TypeVar("T")
@@ -74,8 +74,8 @@ class MLLMOptions:
         max_tokens: answer length limit. max_attempts: calls per sample, retries included.
         backoff, max_backoff: first retry delay and its cap, seconds (jittered, doubling).
         base_url: server to talk to (overrides the provider's environment variable).
-        biases: a YAML file of extra biases to register. prompt_bias: use this bias's template
-            instead of the request's.
+        biases: a YAML file of extra biases this explainer may use (not registered
+            process-wide). prompt_bias: use this bias's template instead of the request's.
         price_input, price_output: USD per million tokens, overriding the price table.
         dry_run: build without an API key (nothing will be sent).
     """
@@ -212,6 +212,7 @@ class MLLMExplainer(Explainer):
                  base_url: str | None = None) -> None:
         super().__init__(f"{self.scheme}:/{model}")
         self.model, self.options, self.base_url = model, options, base_url
+        self.extra_biases: dict[str, Bias] = {}  # from options.biases (set by from_uri)
         self._api_key = api_key  # never logged, never in a cache key, never in a repr
         self.cache = AnswerCache.from_option(options.cache)
         custom = (options.price_input, options.price_output)
@@ -239,11 +240,12 @@ class MLLMExplainer(Explainer):
                 f"The {cls.scheme} explainer needs an API key: set the environment variable {either} "
                 f"(keys are read only from the environment, never from options or files)."
             )
-        if opts.biases:
-            load_biases(opts.biases, replace=True)
+        extra = {b.name: b for b in read_biases(opts.biases)} if opts.biases else {}
         if opts.prompt_bias:
-            get_bias(opts.prompt_bias)  # fail now, naming the available biases
-        return cls(target, opts, api_key=api_key, base_url=base_url)
+            get_bias(opts.prompt_bias, extra)  # fail now, naming the available biases
+        explainer = cls(target, opts, api_key=api_key, base_url=base_url)
+        explainer.extra_biases = extra  # this explainer's own (no process-wide registry)
+        return explainer
 
     # --- provider hooks ---------------------------------------------------------------------
     async def open_client(self) -> Any:
@@ -267,7 +269,7 @@ class MLLMExplainer(Explainer):
 
     # --- prompts and keys -------------------------------------------------------------------
     def prompt(self, request: ExplainRequest) -> Prompt:
-        bias = get_bias(self.options.prompt_bias or request.bias)
+        bias = get_bias(self.options.prompt_bias or request.bias, self.extra_biases)
         summary = (evidence_summary(request.evidence, request.comparison_evidence)
                    if self.options.grounding else None)
         return build_prompt(request, bias=bias, grounding=summary)

@@ -26,13 +26,18 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from lexflow.errors import ConfigError, did_you_mean
+from lexflow.explainers.base import ExplainRequest
 
-if TYPE_CHECKING:
-    from lexflow.explainers.base import ExplainRequest
-    from lexflow.explainers.mllm import MLLMExplainer
+
+class TextAsker(Protocol):
+    """What :func:`write_statement` needs of an explainer: its URI and one text-only call."""
+
+    uri: str
+
+    def ask_text(self, text: str) -> str: ...
 
 _PLACEHOLDER = re.compile(r"\{([^{}]+)\}")
 CONTEXT_NAMES = ("latent", "condition", "group")
@@ -120,12 +125,15 @@ def register_bias(bias: Bias, *, replace: bool = False) -> None:
     _REGISTRY[bias.name] = bias
 
 
-def get_bias(name: str) -> Bias:
-    if name not in _REGISTRY:
-        names = sorted(_REGISTRY)
+def get_bias(name: str, extra: Mapping[str, Bias] | None = None) -> Bias:
+    """The bias ``name``: from ``extra`` (an explainer's own, from its ``biases`` file) first, then
+    the built-ins and those registered with :func:`register_bias`."""
+    known = {**_REGISTRY, **(extra or {})}
+    if name not in known:
+        names = sorted(known)
         raise ConfigError(
             f"Unknown bias {name!r}. Available: {', '.join(names)}." + did_you_mean(name, names))
-    return _REGISTRY[name]
+    return known[name]
 
 
 def available_biases() -> tuple[str, ...]:
@@ -153,7 +161,16 @@ def bias_from_dict(data: Mapping[str, Any], source: str = "<dict>") -> Bias:
 
 
 def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
-    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML; register them."""
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML; register them
+    for this process (explainers given a ``biases`` file keep theirs to themselves instead)."""
+    biases = read_biases(path)
+    for b in biases:
+        register_bias(b, replace=replace)
+    return biases
+
+
+def read_biases(path: str | Path) -> list[Bias]:
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML."""
     import yaml
 
     p = Path(path)
@@ -166,23 +183,61 @@ def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
     items = data if isinstance(data, list) else [data]
     if not all(isinstance(item, Mapping) for item in items):
         raise ConfigError(f"{p}: expected a bias (a mapping) or a list of them.")
-    biases = [bias_from_dict(item, str(p)) for item in items]
-    for b in biases:
-        register_bias(b, replace=replace)
-    return biases
+    return [bias_from_dict(item, str(p)) for item in items]
 
 
 # --- the prompt -------------------------------------------------------------------------------
 
 GRID_INTRO = (
     "Image 1 is a grid of images decoded by a generative model. In every row the latent variable "
-    "{latent} increases from left to right, from {low} to {high} prior standard deviations; each "
+    "{latent} increases from left to right, from {low} to {high} {unit}; each "
     "row starts from a different random sample, and everything else is held fixed."
 )
+# What moves along a row, per request kind (ExplainRequest.kind); {unit} from UNIT_WORDS.
+GRID_INTROS = {
+    "latent": GRID_INTRO,
+    "group": (
+        "Image 1 is a grid of images decoded by a generative model. In every row the latent "
+        "variables {members} (together called {latent}) are set together to values increasing "
+        "from left to right, from {low} to {high} {unit}; each row starts from a different "
+        "random sample, and everything else is held fixed."
+    ),
+    "attribute": (
+        "Image 1 is a grid of images decoded by a generative model. In every row the latent code "
+        "moves along the direction {latent} of an attribute, from left to right, from {low} to "
+        "{high} {unit}; each row starts from a different random sample, and everything else is "
+        "held fixed."
+    ),
+    "direction": (
+        "Image 1 is a grid of images made by a diffusion model. In every row the image is moved "
+        "along the direction {latent} of the model's internal space, from left to right, from "
+        "{low} to {high} {unit} (negative values move the opposite way; the middle column is the "
+        "unchanged image); each row starts from a different random sample, and everything else "
+        "is held fixed."
+    ),
+}
+# ExplainRequest.unit -> the words a prompt uses for it.
+UNIT_WORDS = {
+    "prior std": "prior standard deviations",
+    "guidance steps": "guidance steps",
+    "multiples of the attribute direction": "multiples of the attribute direction",
+}
+# ExplainRequest.kind -> the symbol letter of an item ("z_3", "g_1", "a_0", "d_2").
+KIND_SYMBOLS = {"latent": "z", "group": "g", "attribute": "a", "direction": "d"}
 COMPARISON_INTRO = (
     "Image 2 has two rows with the same change of {latent}; in the second row another latent "
     "variable is set to a different value."
 )
+# The comparison row per request kind: what the second row changes besides the item itself.
+COMPARISON_INTROS = {
+    "latent": COMPARISON_INTRO,
+    "group": ("Image 2 has two rows with the same change of {latent}; in the second row another "
+              "group of latent variables is set to a different value."),
+    "attribute": ("Image 2 has two rows with the same change along {latent}; in the second row "
+                  "the code is also moved along another attribute direction."),
+    "direction": ("Image 2 has two rows with the same change along {latent}; in the second row "
+                  "the starting image was first moved along another direction."),
+}
 GROUNDING_INTRO = "Measurements of the images, for reference: {summary}"
 ANSWER_FORMAT = (
     'Answer with one JSON object and nothing else: {{"label": "<a name of at most four words>", '
@@ -191,8 +246,9 @@ ANSWER_FORMAT = (
 )
 
 
-def latent_symbol(index: int) -> str:
-    return f"z_{index}"
+def latent_symbol(index: int, kind: str = "latent") -> str:
+    """``z_3`` for latent 3; ``g_1`` for group 1, ``a_0`` attribute 0, ``d_2`` direction 2."""
+    return f"{KIND_SYMBOLS.get(kind, 'z')}_{index}"
 
 
 def words_list(items: Sequence[str]) -> str:
@@ -222,9 +278,10 @@ def build_prompt(request: ExplainRequest, *, bias: Bias | None = None,
     ``grounding`` is the evidence summary to include (see lexflow.explainers.grounding), or None.
     """
     bias = bias or get_bias(request.bias)
-    group = getattr(request, "group", None)
+    group = request.group
+    kind = request.kind if request.kind in GRID_INTROS else "latent"
     context = {
-        "latent": latent_symbol(request.index),
+        "latent": latent_symbol(request.index, kind),
         "condition": request.condition or "",
         "group": words_list([latent_symbol(i) for i in group]) if group else latent_symbol(request.index),
     }
@@ -232,10 +289,13 @@ def build_prompt(request: ExplainRequest, *, bias: Bias | None = None,
     if missing:
         raise ConfigError(f"Bias {bias.name!r} needs a {' and a '.join(missing)} for latent {request.index}.")
     low, high = (request.values[0], request.values[-1]) if request.values else (0.0, 0.0)
-    lines = [GRID_INTRO.format(latent=context["latent"], low=_number(low), high=_number(high))]
+    lines = [GRID_INTROS[kind].format(
+        latent=context["latent"], low=_number(low), high=_number(high),
+        unit=UNIT_WORDS.get(request.unit, request.unit),
+        members=words_list([latent_symbol(i) for i in group or ()]))]
     images = [request.grid_png]
     if bias.comparison and request.comparison_png:
-        lines.append(COMPARISON_INTRO.format(latent=context["latent"]))
+        lines.append(COMPARISON_INTROS[kind].format(latent=context["latent"]))
         images.append(request.comparison_png)
         lines.append(bias.render(bias.statement, context))
     elif not bias.comparison:
@@ -269,7 +329,7 @@ def prompt_writing_request(bias: Bias, example: Bias = EXAMPLE_BIAS) -> str:
             f"Now this one.\n{block(bias)}\nSentence:")
 
 
-def write_statement(bias: Bias, explainer: MLLMExplainer, example: Bias = EXAMPLE_BIAS) -> Bias:
+def write_statement(bias: Bias, explainer: TextAsker, example: Bias = EXAMPLE_BIAS) -> Bias:
     """Ask ``explainer``'s model (text only) for the statement; return the bias using it."""
     text = explainer.ask_text(prompt_writing_request(bias, example)).strip()
     sentence = text.splitlines()[0].removeprefix("Sentence:").strip().strip('"') if text else ""

@@ -34,7 +34,7 @@ from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.explainers.mllm import coerce_option
-from lexflow.explainers.prompts import Prompt, build_prompt, get_bias, load_biases
+from lexflow.explainers.prompts import Bias, Prompt, build_prompt, get_bias, read_biases
 
 EXTRA = "transformers"
 IGNORED_OPTIONS = ("concurrency", "timeout", "cache")
@@ -53,7 +53,8 @@ class TransformersOptions:
             differing answers). max_new_tokens: answer length limit in tokens.
         sample_batch: sequences generated per ``generate`` call (lower it if memory is short).
         grounding: put the measured evidence in the prompt.
-        biases: a YAML file of extra biases to register; prompt_bias: use this bias's template.
+        biases: a YAML file of extra biases this explainer may use (not registered
+            process-wide); prompt_bias: use this bias's template.
     """
 
     device: str = "auto"
@@ -169,6 +170,7 @@ class TransformersExplainer(Explainer):
     def __init__(self, model_dir: Path, options: TransformersOptions, *, uri: str | None = None) -> None:
         super().__init__(uri or f"transformers:/{model_dir}")
         self.model_dir, self.options = model_dir, options
+        self.extra_biases: dict[str, Bias] = {}  # from options.biases (set by from_uri)
         self.device = pick_device(options.device)
         self._model: Any = None
         self._processor: Any = None
@@ -189,11 +191,12 @@ class TransformersExplainer(Explainer):
             transformers.AutoConfig.from_pretrained(str(model_dir), local_files_only=True)
         except (OSError, ValueError, KeyError) as exc:
             raise ConfigError(f"Explainer transformers:/{target}: cannot read {model_dir}: {exc}") from exc
-        if opts.biases:
-            load_biases(opts.biases, replace=True)
+        extra = {b.name: b for b in read_biases(opts.biases)} if opts.biases else {}
         if opts.prompt_bias:
-            get_bias(opts.prompt_bias)
-        return cls(model_dir, opts, uri=f"transformers:/{target}")
+            get_bias(opts.prompt_bias, extra)  # fail now, naming the available biases
+        explainer = cls(model_dir, opts, uri=f"transformers:/{target}")
+        explainer.extra_biases = extra  # this explainer's own (no process-wide registry)
+        return explainer
 
     # --- loading ------------------------------------------------------------------------------
     def load(self) -> tuple[Any, Any]:
@@ -226,7 +229,8 @@ class TransformersExplainer(Explainer):
     # --- one latent -----------------------------------------------------------------------------
     def prompt(self, request: ExplainRequest) -> Prompt:
         """The per-bias prompt (pure: see lexflow.explainers.prompts)."""
-        bias = get_bias(self.options.prompt_bias) if self.options.prompt_bias else None
+        bias = (get_bias(self.options.prompt_bias, self.extra_biases)
+                if self.options.prompt_bias else None)
         grounding = None
         if self.options.grounding:
             from lexflow.explainers.grounding import evidence_summary

@@ -71,7 +71,7 @@ def train(family: str, epochs: int | None, n: int | None, latent_dim: int | None
 def show(family: str, out: str | None, seed: int) -> None:
     """Write a 4 x 8 grid of generated images."""
     from lexflow.families import get_family
-    from lexflow.render import png_bytes, traversal_grid
+    from lexflow.stages.render import png_bytes, traversal_grid
 
     batch = get_family(family).generate(32, seed=seed)
     path = out or f"{family}.png"

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 
 from lexflow import names
-from lexflow.gate.diffcheck import diff_checks
+from lexflow.gate.diffcheck import LIMITS, DiffEvidence, DiffPolicy
 from lexflow.gate.policy import Policy
 
 # texts, terms -> [len(texts), len(terms)] cosine similarities (a sentence-embedding model)
@@ -309,3 +309,38 @@ def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -
                          f"Review check {'failed' if r.action == 'fail' else 'warning'}: latent "
                          f"{label} touches {', '.join(found)}: {shown!r}."))
     return out or [_ok("review", f"No explanation touches the {len(r.terms)} review term(s).")]
+
+
+def diff_checks(policy: DiffPolicy, evidence: DiffEvidence | None) -> list[Check]:
+    """One Check per limit (or one for a missing ``compare_to`` version)."""
+    from lexflow.diff.match import STATUS_TITLES
+
+    if policy.compare_to is None:
+        return []
+    if evidence is None or evidence.result is None:
+        why = evidence.missing if evidence else "no diff was made"
+        outcome = policy.if_missing
+        word = "failed" if outcome == "fail" else "warning"
+        return [Check("diff.compare_to", outcome,
+                      f"Diff check {word}: nothing to compare with ({why}); diff.if_missing = "
+                      f"{policy.if_missing}.")]
+    result = evidence.result
+    out: list[Check] = []
+    for key, status in LIMITS:
+        limit = getattr(policy, key)
+        if limit is None:
+            continue
+        found = result.latents_of(status)
+        title = STATUS_TITLES[status]
+        if len(found) > limit:
+            out.append(Check(f"diff.{key}", "fail",
+                             f"Diff check failed: {len(found)} latent(s) {title} since "
+                             f"{result.against} ({result.a.model_uri}), at most {limit} allowed: "
+                             f"latent(s) {', '.join(found)}."))
+        else:
+            out.append(Check(f"diff.{key}", "pass",
+                             f"{len(found)} latent(s) {title} since {result.against}, at most "
+                             f"{limit} allowed."))
+    if not out:
+        out.append(Check("diff", "pass", f"Diff against {result.against}: {result.summary()}."))
+    return out

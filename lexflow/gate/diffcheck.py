@@ -11,7 +11,7 @@
       max_new: null          # latents explained here only (null: not limited)
       if_missing: fail       # the alias names no version: fail | warn (a first promotion)
 
-A failure names the latents concerned.
+A failure names the latents concerned (the checks: :func:`lexflow.gate.checks.diff_checks`).
 """
 
 from __future__ import annotations
@@ -82,39 +82,3 @@ def parse_diff(section: Mapping[Any, Any], problems: list[str]) -> DiffPolicy:
     return DiffPolicy(compare_to=None if ref is None else str(ref).strip(),
                       max_lost=limits["max_lost"], max_changed=limits["max_changed"],
                       max_new=limits["max_new"], if_missing=str(missing))
-
-
-def diff_checks(policy: DiffPolicy, evidence: DiffEvidence | None) -> list[Any]:
-    """One Check per limit (or one for a missing ``compare_to`` version)."""
-    from lexflow.diff.match import STATUS_TITLES
-    from lexflow.gate.checks import Check
-
-    if policy.compare_to is None:
-        return []
-    if evidence is None or evidence.result is None:
-        why = evidence.missing if evidence else "no diff was made"
-        outcome = policy.if_missing
-        word = "failed" if outcome == "fail" else "warning"
-        return [Check("diff.compare_to", outcome,
-                      f"Diff check {word}: nothing to compare with ({why}); diff.if_missing = "
-                      f"{policy.if_missing}.")]
-    result = evidence.result
-    out = []
-    for key, status in LIMITS:
-        limit = getattr(policy, key)
-        if limit is None:
-            continue
-        found = result.latents_of(status)
-        title = STATUS_TITLES[status]
-        if len(found) > limit:
-            out.append(Check(f"diff.{key}", "fail",
-                             f"Diff check failed: {len(found)} latent(s) {title} since "
-                             f"{result.against} ({result.a.model_uri}), at most {limit} allowed: "
-                             f"latent(s) {', '.join(found)}."))
-        else:
-            out.append(Check(f"diff.{key}", "pass",
-                             f"{len(found)} latent(s) {title} since {result.against}, at most "
-                             f"{limit} allowed."))
-    if not out:
-        out.append(Check("diff", "pass", f"Diff against {result.against}: {result.summary()}."))
-    return out

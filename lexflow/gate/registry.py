@@ -1,5 +1,5 @@
 """Every MLflow call the gate makes: read a version's lexflow tags and explanation, record the
-verdict as version tags, and move an alias. URI resolution reuses :func:`lexflow.tracking.resolve`.
+verdict as version tags, and move an alias. URI resolution reuses :func:`lexflow.tracking.registry.resolve`.
 """
 
 from __future__ import annotations
@@ -9,11 +9,12 @@ import os
 import tempfile
 from typing import Any
 
-from lexflow import names, tracking
+from lexflow import names
 from lexflow.errors import TrackingError
 from lexflow.gate.checks import GateResult, VersionEvidence
 from lexflow.gate.errors import ForeignSchemaError, NotExplainedError, StaleExplanationError
-from lexflow.record import bounded
+from lexflow.record import ExplainResult, bounded
+from lexflow.tracking import registry as tracking
 
 _FINISHED = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 
@@ -68,6 +69,8 @@ def read_version(model_uri: str) -> VersionEvidence:
         start_ms = int(run.info.start_time) if run.info.start_time is not None else None
         doc = _download_explanations(run_id, uri)
         _check_document(doc, uri, model.name, model.version, run_id)
+        # What the checks see is what the one reader of explanations.json reads.
+        doc = ExplainResult.from_dict(doc, f"{uri}: {names.EXPLANATIONS_FILE} of run {run_id}").to_dict()
     elif run_id:
         try:
             start_ms = int(c.get_run(run_id).info.start_time)

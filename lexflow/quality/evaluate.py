@@ -58,35 +58,21 @@ class Explained:
 
 def parse_explanations(doc: Mapping[str, Any], source: str) -> Explained:
     """An :class:`Explained` from a parsed explanations.json (schema lexflow.explanations/1)."""
-    schema = doc.get("schema")
-    if schema != names.EXPLANATIONS_SCHEMA or not isinstance(doc.get("latents"), list):
-        raise ConfigError(
-            f"{source} is not a lexflow explanations.json (schema {schema!r}; expected "
-            f"{names.EXPLANATIONS_SCHEMA!r} with a 'latents' list)."
-        )
-    latents, status = {}, {}
-    for rec in doc["latents"]:
-        i = int(rec["index"])
-        latents[i] = rec.get("explanation") or names.NO_CLEAR_EXPLANATION
-        status[i] = str(rec.get("status", ""))
-    return Explained(str(doc.get("run_id") or ""), int(doc.get("latent_dim", len(latents))),
-                     latents, status, source)
+    from lexflow.record import ExplainResult
+
+    result = ExplainResult.from_dict(doc, source)
+    latents = {r.index: r.explanation or names.NO_CLEAR_EXPLANATION for r in result.latents}
+    status = {r.index: r.status for r in result.latents}
+    return Explained(result.run_id, result.latent_dim, latents, status, source)
 
 
 def load_explanations(source: str, *, workdir: str | None = None) -> Explained:
     """From a file, a directory holding lexflow/explanations.json, or a run id (``runs:/<id>``)."""
-    path = Path(source)
-    if path.is_dir():
-        for candidate in (path / names.EXPLANATIONS_FILE, path / "explanations.json"):
-            if candidate.is_file():
-                path = candidate
-                break
+    from lexflow.tracking.explanations import explanations_file, read_file_doc
+
+    path = explanations_file(Path(source))
     if path.is_file():
-        try:
-            doc = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise ConfigError(f"Could not read {source} as JSON: {exc}") from exc
-        return parse_explanations(doc, str(path))
+        return parse_explanations(read_file_doc(path), str(path))
     from lexflow.quality import runs
 
     run_id = source.removeprefix("runs:/").strip("/")

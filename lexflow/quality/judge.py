@@ -31,8 +31,8 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from lexflow.errors import ConfigError
-from lexflow.evidence import Evidence
 from lexflow.explainers.base import Explainer, ExplainRequest
+from lexflow.stages.evidence import Evidence
 
 
 @runtime_checkable

@@ -10,8 +10,10 @@ import json
 import tempfile
 from typing import Any
 
-from lexflow import names, tracking
+from lexflow import names
 from lexflow.errors import ConfigError, TrackingError
+from lexflow.tracking import registry as tracking
+from lexflow.tracking import runs as tracking_runs
 
 
 def download_explanations(run_id: str, workdir: str | None = None) -> dict[str, Any]:
@@ -48,6 +50,6 @@ def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
     from mlflow.exceptions import MlflowException
 
     try:
-        tracking.log_metrics(run_id, metrics)
+        tracking_runs.log_metrics(run_id, metrics)
     except MlflowException as exc:
         raise TrackingError(f"Could not log the quality metrics on run {run_id}: {exc}") from exc

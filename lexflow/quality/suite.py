@@ -112,11 +112,11 @@ def auroc(labels: list[bool], scores: list[float]) -> float | None:
 def _views(decoder: Any, config: Any, indices: tuple[int, ...]) -> _Views:
     """Decode each traversal again and build forward and reversed requests without headers."""
     from lexflow import names
-    from lexflow.decode import BatchDecoder, decode_traversals
-    from lexflow.evidence import measure_traversal
     from lexflow.explainers.base import ExplainRequest
-    from lexflow.perturb import TraversalPlan
-    from lexflow.render import png_bytes, traversal_grid
+    from lexflow.stages.decode import BatchDecoder, decode_traversals
+    from lexflow.stages.evidence import measure_traversal
+    from lexflow.stages.plan import TraversalPlan
+    from lexflow.stages.render import png_bytes, traversal_grid
 
     plan = TraversalPlan.from_config(decoder.latent_dim, config)
     batch = BatchDecoder(decoder, batch_size=config.batch_size, output_range=(0.0, 1.0))
@@ -208,11 +208,12 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     """Every variant of the suite for one trained model of ``family``."""
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
+    from lexflow.engine import explain_measured, latent_prepared, measure_latents
     from lexflow.errors import LexflowError
     from lexflow.explainers.base import get_explainer
     from lexflow.families.train import factor_map
-    from lexflow.pipeline import explainer_options, measure_latents, run_explainer
     from lexflow.quality.judge import judge_for
+    from lexflow.tracking.job import explainer_options
     from lexflow.uncertainty import bow_similarity, consensus, similarity_for
 
     config = ExplainConfig(explainer=explainer, rows=rows, samples=samples, threshold=threshold,
@@ -236,7 +237,7 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     views = _views(decoder, config, indices) if the_judge is not None else None
 
     def explain(meas: dict[int, Any], bias: str) -> dict[int, Any]:
-        return run_explainer(exp, meas, values, d, config, bias, None, None, progress=False)
+        return explain_measured(exp, meas, latent_prepared(d, config, bias), config)
 
     full = explain(measured, "disentanglement")
 

@@ -6,6 +6,8 @@ z3 shifts its hue, and the remaining latents do nothing (inactive).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
 
@@ -54,3 +56,18 @@ class NoDecode(torch.nn.Module):
 class WrongShape(BlobDecoder):
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         return super().decode(z).permute(0, 2, 3, 1)  # channels-last: breaks the contract
+
+
+def traverse(model: torch.nn.Module, config: Any, index: int) -> Any:
+    """The decoded frames [rows, steps, C, H, W] of latent ``index`` of ``model``."""
+    from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
+    from lexflow.stages.decode import BatchDecoder, decode_traversals
+    from lexflow.stages.plan import TraversalPlan
+
+    adapter = PyTorchVAEAdapter(model, device="cpu")
+    plan = TraversalPlan.from_config(adapter.latent_dim, config)
+    batch = BatchDecoder(adapter, batch_size=config.batch_size)
+    (t,) = decode_traversals(batch, plan.codes, [index], plan.rows, plan.values)
+    return t.frames
+
+

@@ -17,24 +17,26 @@ are sampled from the prior, seeded by ``seed``. ``evaluator_config`` takes the f
 :class:`lexflow.config.ExplainConfig` plus ``model_uri`` (default: the URI given to evaluate,
 known through its logged-model id).
 
-``lexflow.pipeline.explain`` runs unchanged in a run nested under the evaluation run (so the
-model-version tags and the gate see exactly what ``lexflow explain`` writes); the evaluation run
-gets the same artifacts (``lexflow/explanations.json``, the grids, ``lexflow/report.html``),
-the same metrics, and a ``lexflow.run_id`` tag naming the explanation run.
+The explanation is written straight into the evaluation run MLflow hands the evaluator
+(:func:`lexflow.tracking.job.explain` with ``run_id=``): the run gets the artifacts
+(``lexflow/explanations.json``, the grids, ``lexflow/report.html``), the metrics and a
+``lexflow.run_id`` tag naming itself, and the model-version tags name it, exactly as
+``lexflow explain`` writes them. No thread, no second run, no copy.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import tempfile
 from typing import Any
 
 from mlflow.models.evaluation import EvaluationResult, ModelEvaluator
 
-from lexflow import names, pipeline, tracking
+from lexflow import names
 from lexflow.config import ExplainConfig, parse_latents
 from lexflow.errors import ConfigError, did_you_mean
-from lexflow.record import ExplainResult
+from lexflow.tracking.job import explain
+from lexflow.tracking.registry import client
+from lexflow.tracking.runs import set_run_tags
 from lexflow_mlflow import MODEL_TYPE
 
 _OWN_KEYS = ("model_uri",)
@@ -87,7 +89,7 @@ def registered_versions(model_id: str) -> list[tuple[str, str]]:
 
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
 
-    raw = tracking.client().get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
+    raw = client().get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS)
     try:
         entries = json.loads(raw) if raw else []
     except json.JSONDecodeError:
@@ -113,40 +115,6 @@ class LexflowEvaluator(ModelEvaluator):
                  **kwargs: Any) -> EvaluationResult:
         config = explain_config(evaluator_config)
         uri = _model_uri(evaluator_config, model, kwargs.get("model_id"))
-        result = explain_beside_run(uri, config, run_id)
-        metrics = {
-            names.METRIC_EXPLAINABLE_FRACTION: result.explainable_fraction,
-            names.METRIC_MEAN_CERTAINTY: result.mean_certainty,
-            names.METRIC_ACTIVE_LATENTS: float(result.active_latents),
-            names.METRIC_CALLS: result.usage.get("calls", 0.0),
-            names.METRIC_INPUT_TOKENS: result.usage.get("input_tokens", 0.0),
-            names.METRIC_OUTPUT_TOKENS: result.usage.get("output_tokens", 0.0),
-            names.METRIC_COST: result.usage.get("cost_usd", 0.0),
-        }
-        metrics.update({names.certainty_metric(r.index, result.latent_dim): r.certainty
-                        for r in result.latents})
-        tracking.log_metrics(run_id, metrics)
-        return EvaluationResult(metrics=metrics, artifacts={}, run_id=run_id)
-
-
-def explain_beside_run(model_uri: str, config: ExplainConfig, run_id: str) -> ExplainResult:
-    """Run :func:`lexflow.pipeline.explain` unchanged, then give the evaluation run ``run_id`` the
-    same artifacts (copied under ``lexflow/``) and metrics.
-
-    The explanation gets its own run (nested under the evaluation run), so the model-version tags,
-    ``explanations.json`` and the gate see exactly what ``lexflow explain`` writes. It runs in a
-    worker thread because MLflow's active run is per thread: ``mlflow.models.evaluate`` holds
-    one in this thread, and ``explain`` starts its own.
-    """
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexflow-evaluate") as pool:
-        result = pool.submit(pipeline.explain, model_uri, config, progress=False).result()
-    c = tracking.client()
-    with tempfile.TemporaryDirectory(prefix="lexflow-eval-") as tmp:
-        local = c.download_artifacts(result.run_id, names.ARTIFACT_DIR, tmp)
-        c.log_artifacts(run_id, local, names.ARTIFACT_DIR)
-    tracking.set_run_tags(run_id, {names.TAG_RUN_ID: result.run_id,
-                                   names.TAG_VERSION: result.lexflow_version})
-    tracking.set_run_tags(result.run_id, {"mlflow.parentRunId": run_id})
-    return result
+        result = explain(uri, config, progress=False, run_id=run_id)
+        set_run_tags(run_id, {names.TAG_RUN_ID: result.run_id})
+        return EvaluationResult(metrics=result.metrics(), artifacts={}, run_id=run_id)
