@@ -217,8 +217,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     if result.skipped:
         click.echo(f"{'':>{max(6, width)}}  skipped ({result.skip_reason()}): "
                    + ", ".join(r.label for r in result.skipped))
-    click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
-               f"mean certainty {result.mean_certainty:.2f}")
+    click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {result.latent_dim} · "
+               f"mean certainty {result.mean_certainty:.2f} · coverage: {result.coverage.describe()}")
 
 
 def config_from_options(*, explainer: str, samples: int, steps: int, span: float, rows: int,

@@ -102,3 +102,48 @@ def test_a_complete_run_passes_and_the_policy_is_validated() -> None:
     assert "thresholds.min_coverage must be a number between 0 and 1" in str(err.value)
     assert "thresholds.count_skipped must be true or false" in str(err.value)
     assert parse_policy("{}").min_coverage == 1.0 and not parse_policy("{}").count_skipped
+
+
+def _result(statuses: dict[int, str], latent_dim: int, config: dict[str, str],
+            skipped: tuple[int, ...] = ()) -> Any:
+    from lexflow.record import ExplainResult, LatentResult
+
+    def rec(i: int, status: str) -> LatentResult:
+        return LatentResult(index=i, label=names.latent_label(i, latent_dim), status=status,
+                            explanation="moves it" if status == "explained" else None,
+                            explainable=status == "explained", certainty=0.9, answers=(),
+                            evidence={}, image=names.traversal_path(i, latent_dim))
+
+    return ExplainResult(model_uri="models:/m/1", model_name="m", model_version="1", run_id="r",
+                         explainer="measure", explainer_is_mllm=False, latent_dim=latent_dim,
+                         config=config, latents=tuple(rec(i, s) for i, s in statuses.items()),
+                         output_range=(0.0, 1.0), skipped=tuple(rec(i, "skipped") for i in skipped))
+
+
+def test_a_subset_run_records_its_coverage_everywhere() -> None:
+    from lexflow.record import ExplainResult, description_section, report_html, version_tags
+
+    r = _result({0: "explained"}, 8, {"latents": "0", "top_k": "all"})
+    assert r.explainable_fraction == pytest.approx(1 / 8)  # over all latents, not the subset
+    doc = r.to_dict()
+    assert doc["coverage"]["measured"] == 1 and doc["coverage"]["latent_dim"] == 8
+    assert doc["coverage"]["subset"] == "latents=0" and doc["coverage"]["not_measured"] == 7
+    assert doc["summary"]["explainable_fraction"] == pytest.approx(0.125)
+    metrics = r.metrics()
+    assert metrics[names.METRIC_COVERAGE] == pytest.approx(0.125)
+    assert metrics[names.METRIC_LATENTS_EXPLAINED] == 1.0
+    assert metrics[names.METRIC_LATENTS_MEASURED] == 1.0
+    tag = version_tags(r)[names.TAG_COVERAGE]
+    assert tag == ("measured 1/8: 1 explained, 0 unclear, 0 inactive, 0 failed, 0 skipped; "
+                   "subset latents=0")
+    assert "Coverage: 1 of 8 latents measured, subset latents=0" in description_section(r)
+    assert "coverage: 1 of 8 latents measured, subset latents=0" in report_html(r, {})
+    assert ExplainResult.from_dict(doc).coverage == r.coverage  # the one reader reads it back
+
+    top = _result({0: "explained", 5: "inactive"}, 8, {"latents": "all", "top_k": "1"},
+                  skipped=(1, 2, 3, 4, 6, 7))
+    assert top.explainable_fraction == pytest.approx(1 / 8)
+    assert top.coverage.tag().endswith("6 skipped; subset top_k=1")
+    assert top.metrics()[names.METRIC_LATENTS_SKIPPED] == 6.0
+    assert top.metrics()[names.METRIC_COVERAGE] == 1.0  # every latent was measured
+    assert ExplainResult.from_dict(top.to_dict()).coverage == top.coverage
