@@ -10,6 +10,12 @@ faults scripted for that latent (``server.script[3] = ["429:1", "500"]``; key ``
     malformed | empty | refusal | blocked
 
 Every request is recorded (:attr:`MLLMServer.seen`), with the images decoded from the wire.
+
+A request whose prompt names no latent (a quality-suite judge question) is answered by
+:attr:`MLLMServer.judge`, a function of the request (its prompt text and images) giving the answer
+text, when set; faults for it are scripted under the key None. When an Anthropic request forces a
+tool (structured output) and the answer text is a JSON object, it comes back as that tool's
+``tool_use`` block, as the real API answers.
 """
 
 from __future__ import annotations
@@ -19,6 +25,7 @@ import json
 import re
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -54,6 +61,7 @@ class Seen:
     seed: int | None = None
     started: float = 0.0
     answered: bool = False
+    text: str = ""  # the prompt text, as extracted from the wire
 
 
 def _extract(wire: str, body: dict[str, Any]) -> tuple[str, list[bytes], int | None]:
@@ -97,6 +105,18 @@ def _extract(wire: str, body: dict[str, Any]) -> tuple[str, list[bytes], int | N
             texts.append(msg.get("content", ""))
             images += [base64.b64decode(i) for i in msg.get("images", [])]
     return "\n".join(texts), images, seed
+
+
+def _tool_use(body: dict[str, Any], text: str) -> dict[str, Any] | None:
+    """The Anthropic ``tool_use`` block answering a request that forces a tool, or None."""
+    choice = body.get("tool_choice") or {}
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return None
+    if choice.get("type") != "tool" or not isinstance(value, dict):
+        return None
+    return {"type": "tool_use", "id": "toolu_1", "name": choice.get("name", ""), "input": value}
 
 
 def _success(wire: str, text: str, model: str) -> dict[str, Any]:
@@ -157,6 +177,7 @@ class MLLMServer:
         self.in_flight = 0
         self.max_in_flight = 0
         self.delay = 0.0  # seconds added to every call (the benchmark's "slow server")
+        self.judge: Callable[[Seen], str] | None = None  # answers requests naming no latent
         self._lock = threading.Lock()
         self._stopping = threading.Event()
         self._httpd: ThreadingHTTPServer | None = None
@@ -249,13 +270,14 @@ class MLLMServer:
         text, images, seed = _extract(self.wire, body)
         match = _LATENT.search(text)
         latent = int(match.group(1)) if match else None
-        record = Seen(method, h.path, dict(h.headers), body, latent, images, seed, time.monotonic())
+        record = Seen(method, h.path, dict(h.headers), body, latent, images, seed, time.monotonic(),
+                      text=text)
         with self._lock:
             self.seen.append(record)
             self.in_flight += 1
             self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
-            self._respond(h, latent)
+            self._respond(h, latent, record)
             record.answered = True
         except (BrokenPipeError, ConnectionResetError):  # the client gave up (a timeout test)
             pass
@@ -263,7 +285,7 @@ class MLLMServer:
             with self._lock:
                 self.in_flight -= 1
 
-    def _respond(self, h: BaseHTTPRequestHandler, latent: int | None) -> None:
+    def _respond(self, h: BaseHTTPRequestHandler, latent: int | None, record: Seen | None = None) -> None:
         action = self._next_action(latent)
         name, _, arg = action.partition(":")
         if self.delay:
@@ -278,6 +300,12 @@ class MLLMServer:
             return self._send(h, 200, None, raw=b'{"choices": [ this is not json')
         if name == "blocked":
             return self._send(h, 200, _refused(self.wire, self.model))
+        if latent is None and name == "ok" and self.judge is not None and record is not None:
+            name, arg = "text", self.judge(record)
         text = {"empty": "", "refusal": REFUSAL, "text": arg}.get(
             name, self.answers.get(latent, default_answer(latent)) if latent is not None else "A sentence.")
-        return self._send(h, 200, _success(self.wire, text, self.model))
+        body = _success(self.wire, text, self.model)
+        tool = _tool_use(record.body, text) if self.wire == "anthropic" and record is not None else None
+        if tool is not None:
+            body["content"], body["stop_reason"] = [tool], "tool_use"
+        return self._send(h, 200, body)

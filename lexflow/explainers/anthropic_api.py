@@ -8,6 +8,7 @@ seed, so samples differ by sampling alone (temperature 1 is the API's default as
 from __future__ import annotations
 
 import base64
+import json
 from typing import Any
 
 from lexflow.explainers.mllm import CallFailed, MLLMExplainer, Reply
@@ -46,11 +47,20 @@ class AnthropicExplainer(MLLMExplainer):
         }
         if self.options.temperature is not None:
             kwargs["extra_body"] = {"temperature": self.options.temperature}
+        schema = getattr(prompt, "schema", None)
+        if schema:  # a judge question (lexflow.explainers.judge_prompts): answer through a forced tool
+            name = f"lexflow_{getattr(prompt, 'task', 'answer')}"
+            kwargs["tools"] = [{"name": name, "description": "Give the answer.",
+                                "input_schema": dict(schema)}]
+            kwargs["tool_choice"] = {"type": "tool", "name": name}
         message = await client.messages.create(**kwargs)
         content = getattr(message, "content", None)
         if content is None:
             raise CallFailed("malformed response: no content", transient=False)
         text = "".join(getattr(b, "text", "") or "" for b in content if getattr(b, "type", "") == "text")
+        tool = next((b for b in content if getattr(b, "type", "") == "tool_use"), None)
+        if tool is not None:  # the forced tool's arguments are the structured answer
+            text = json.dumps(getattr(tool, "input", None))
         usage = getattr(message, "usage", None)
         stop = getattr(message, "stop_reason", None)
         return Reply(

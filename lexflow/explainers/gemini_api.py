@@ -39,8 +39,12 @@ class GeminiExplainer(MLLMExplainer):
 
         parts = [types.Part.from_bytes(data=img, mime_type="image/png") for img in prompt.images]
         parts.append(types.Part.from_text(text=prompt.text))
+        schema = getattr(prompt, "schema", None)  # a judge question: structured output
+        structured: dict[str, Any] = ({"response_mime_type": "application/json",
+                                       "response_json_schema": dict(schema)} if schema else {})
         config = types.GenerateContentConfig(
-            temperature=self.options.temperature, seed=seed, max_output_tokens=self.options.max_tokens)
+            temperature=self.options.temperature, seed=seed, max_output_tokens=self.options.max_tokens,
+            **structured)
         response = await client.aio.models.generate_content(
             model=self.model, contents=[types.Content(role="user", parts=parts)], config=config)
         usage = getattr(response, "usage_metadata", None)

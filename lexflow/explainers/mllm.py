@@ -26,7 +26,7 @@ import os
 import queue
 import random
 import threading
-from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
@@ -34,8 +34,10 @@ from lexflow.cache import AnswerCache, cache_key
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import Answer, AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.explainers.calls import run_in_thread, sample_seed
 from lexflow.explainers.faults import CallFailed, classify
 from lexflow.explainers.grounding import contradictions, evidence_summary
+from lexflow.explainers.judging import APIJudgeMixin
 from lexflow.explainers.pricing import (
     ESTIMATED_OUTPUT_TOKENS,
     cost_usd,
@@ -78,6 +80,8 @@ class MLLMOptions:
             process-wide). prompt_bias: use this bias's template instead of the request's.
         price_input, price_output: USD per million tokens, overriding the price table.
         dry_run: build without an API key (nothing will be sent).
+        judge_temperature: sampling temperature of the quality suite's judge questions
+            (lexflow.explainers.judging); 0 asks for the most likely answer.
     """
 
     concurrency: int = 8
@@ -96,6 +100,7 @@ class MLLMOptions:
     price_input: float | None = None
     price_output: float | None = None
     dry_run: bool = False
+    judge_temperature: float = 0.0
 
     @classmethod
     def from_mapping(cls, options: Mapping[str, Any], scheme: str) -> MLLMOptions:
@@ -121,6 +126,8 @@ class MLLMOptions:
                 problems.append(f"option {name!r} must be > 0; got {getattr(opts, name)!r}")
         if opts.backoff < 0 or opts.max_backoff < 0:
             problems.append("options 'backoff' and 'max_backoff' must be >= 0")
+        if opts.judge_temperature < 0:
+            problems.append(f"option 'judge_temperature' must be >= 0; got {opts.judge_temperature!r}")
         if problems:
             raise ConfigError(f"Explainer {scheme}: " + "; ".join(problems) + ".")
         return opts
@@ -171,31 +178,11 @@ class CallPreview:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def sample_seed(base: int, index: int, sample: int) -> int:
-    """A distinct, reproducible seed per (latent, sample), so samples differ but reruns match."""
-    return (base * 1_000_003 + index * 1009 + sample) % (2**31 - 1)
-
-
-def run_in_thread(factory: Callable[[], Coroutine[Any, Any, T]]) -> T:
-    """Run a coroutine to completion on a fresh event loop in a worker thread, return its value."""
-    out: dict[str, Any] = {}
-
-    def target() -> None:
-        try:
-            out["value"] = asyncio.run(factory())
-        except BaseException as exc:  # handed to the caller's thread
-            out["error"] = exc
-
-    t = threading.Thread(target=target, name="lexflow-mllm", daemon=True)
-    t.start()
-    t.join()
-    if "error" in out:
-        raise out["error"]
-    return out["value"]
-
-
-class MLLMExplainer(Explainer):
+class MLLMExplainer(APIJudgeMixin, Explainer):
     """Base of the MLLM explainers; subclasses implement the ``open_client``/``call`` hooks.
+
+    Every one is also a judge for the quality suite (``detect``/``direction``, from
+    :class:`~lexflow.explainers.judging.APIJudgeMixin`), through the same hooks.
 
     Attributes:
         model: the model name from the URI. base_url: the server, or None for the provider's.

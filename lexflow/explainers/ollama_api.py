@@ -59,8 +59,12 @@ class OllamaExplainer(MLLMExplainer):
         message: dict[str, Any] = {"role": "user", "content": prompt.text}
         if prompt.images:
             message["images"] = [base64.b64encode(img).decode("ascii") for img in prompt.images]
-        response = await client.post("/api/chat", json={
-            "model": self.model, "messages": [message], "stream": False, "options": options})
+        body: dict[str, Any] = {"model": self.model, "messages": [message], "stream": False,
+                                "options": options}
+        schema = getattr(prompt, "schema", None)
+        if schema:  # a judge question (lexflow.explainers.judge_prompts): structured output
+            body["format"] = dict(schema)
+        response = await client.post("/api/chat", json=body)
         response.raise_for_status()
         try:
             data = response.json()

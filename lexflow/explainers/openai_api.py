@@ -49,6 +49,11 @@ class OpenAIExplainer(MLLMExplainer):
             kwargs["temperature"] = self.options.temperature
         # api.openai.com's newer models take only max_completion_tokens; other servers know max_tokens
         kwargs["max_tokens" if self.base_url else "max_completion_tokens"] = self.options.max_tokens
+        schema = getattr(prompt, "schema", None)
+        if schema:  # a judge question (lexflow.explainers.judge_prompts): structured output
+            kwargs["response_format"] = {"type": "json_schema", "json_schema": {
+                "name": f"lexflow_{getattr(prompt, 'task', 'answer')}", "schema": dict(schema),
+                "strict": True}}
         completion = await client.chat.completions.create(**kwargs)
         choices = getattr(completion, "choices", None)
         if not choices:

@@ -11,6 +11,8 @@ For explaining latents without sending images anywhere: any image-text-to-text m
   ``sample_batch``, with the torch generator seeded per latent, so reruns give the same answers.
 - Answers are read like the API explainers' (:mod:`lexflow.explainers.answers`): an empty answer
   or a refusal is recorded as a failure for that sample, never as an explanation.
+- It is also a judge for the quality suite (``detect``/``direction``: lexflow.explainers.judging):
+  the judge prompt and its grids go through the same processor, answered greedily (no sampling).
 - The device is ``auto`` (CUDA, then MPS, then CPU) unless the option ``device`` names one; on a
   GPU the weights load in bfloat16 (float16 where bfloat16 is unsupported).
 
@@ -33,10 +35,13 @@ from typing import Any, ClassVar
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+from lexflow.explainers.judge_prompts import JudgePrompt
+from lexflow.explainers.judging import JudgeMixin, Reader, Verdict, read_reply
 from lexflow.explainers.mllm import coerce_option
 from lexflow.explainers.prompts import Bias, Prompt, build_prompt, get_bias, read_biases
 
 EXTRA = "transformers"
+JUDGE_NEW_TOKENS = 24  # a judge answer is a short JSON object
 IGNORED_OPTIONS = ("concurrency", "timeout", "cache")
 
 
@@ -156,7 +161,7 @@ def read_answers(texts: list[str]) -> tuple[list[str], list[str]]:
     return answers, failures
 
 
-class TransformersExplainer(Explainer):
+class TransformersExplainer(JudgeMixin, Explainer):
     """Explains latents with a local vision-language model; loads it on first use.
 
     Attributes:
@@ -257,7 +262,7 @@ class TransformersExplainer(Explainer):
     def explain(self, request: ExplainRequest) -> ExplainResponse:
         import torch
 
-        from lexflow.explainers.mllm import sample_seed
+        from lexflow.explainers.calls import sample_seed
 
         processor, model = self.load()
         inputs = self.model_inputs(self.prompt(request)).to(self.device)
@@ -293,3 +298,25 @@ class TransformersExplainer(Explainer):
             calls=calls, input_tokens=prompt_len * calls, output_tokens=output_tokens, cost_usd=0.0,
             details={"model_dir": str(self.model_dir), "device": self.device},
         )
+
+    # --- the judge extension (lexflow.explainers.judging) ------------------------------------
+    def ask_judge(self, prompt: JudgePrompt, read: Reader) -> Verdict:
+        """One greedy generation for a judge prompt; a failed generation is a failed verdict."""
+        import torch
+
+        processor, model = self.load()
+        prompt_len = 0
+        try:  # several images may not fit the model's processor or context: this question fails
+            inputs = self.model_inputs(prompt).to(self.device)
+            if "pixel_values" in inputs and inputs["pixel_values"].is_floating_point():
+                inputs["pixel_values"] = inputs["pixel_values"].to(model.dtype)
+            prompt_len = int(inputs["input_ids"].shape[1])
+            with torch.inference_mode():
+                out = model.generate(**inputs, do_sample=False, max_new_tokens=JUDGE_NEW_TOKENS)
+        except (RuntimeError, ValueError, TypeError) as exc:
+            return Verdict(prompt.task, None, f"generation failed: {type(exc).__name__}: {exc}"[:300],
+                           calls=1, input_tokens=prompt_len)
+        new = out[:, prompt_len:]
+        text = processor.batch_decode(new, skip_special_tokens=True)[0]
+        return read_reply(self, prompt, read, text, calls=1, input_tokens=prompt_len,
+                          output_tokens=int(new.shape[1]))

@@ -110,7 +110,8 @@ FAMILY = Family(
     name="shapes3d",
     description="3DShapes-like: an object on a floor before a wall, six factors, 32x32",
     factors=(
-        Factor("floor_hue", "periodic", 0.0, 1.0, "hue in turns", _part("floor", "ground")),
+        # " ground", not "ground": "background" ends in it.
+        Factor("floor_hue", "periodic", 0.0, 1.0, "hue in turns", _part("floor", " ground")),
         Factor("wall_hue", "periodic", 0.0, 1.0, "hue in turns",
                _part("wall", "background", "backdrop")),
         Factor("object_hue", "periodic", 0.0, 1.0, "hue in turns",
@@ -118,7 +119,9 @@ FAMILY = Family(
         Factor("scale", "continuous", 0.0, 1.0, "disc-equivalent radius 3.5 to 7 px", SCALE_WORDS),
         Factor("shape", "categorical", 0, 3, "cube, cylinder, sphere, capsule",
                (("'s shape",), ("shape of",), ("shape from",), ("rounder",), ("angular",),
-                ("cube",), ("cylinder",), ("sphere",), ("capsule",), ("morph",))),
+                ("cube",), ("cylinder",), ("sphere",), ("capsule",), ("morph",),
+                # as seen flat: lexflow.stages.scenes names a shape by its corners and elongation
+                ("square",), ("circle",), ("rectangle",), ("ellipse",), ("elongated",))),
         Factor("orientation", "continuous", -30.0, 30.0, "degrees of camera roll",
                ROTATION_WORDS + (("camera",), ("viewpoint",), ("horizon",))),
     ),

@@ -4,44 +4,95 @@ An optional extension of the explainer contract (:class:`lexflow.explainers.base
 An explainer that can judge adds two methods; nothing else changes::
 
     class MyExplainer(Explainer):
-        def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int:
+        def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int | None:
             '''Index (into candidates) of the traversal the explanation describes.'''
 
-        def direction(self, explanation: str, request: ExplainRequest) -> int:
+        def direction(self, explanation: str, request: ExplainRequest) -> int | None:
             '''+1 when the grid, read left to right, changes as the explanation says the
             latent's increase does; -1 when it runs the other way; 0 when the explanation
             states no direction.'''
 
+Either may return None when the judge could not answer (a failed call, a refusal, a malformed
+answer): the suite scores that question as a miss and counts it (:class:`Tally`), so a judge that
+fails is never scored as right and a judge that always fails is reported as unavailable.
+
 The candidates and the request are ordinary :class:`ExplainRequest` objects (grid PNG, evidence,
 ``values``). Grids shown to ``direction`` have no value header (it would give the order away) and
 may be reversed; ``values`` then still lists the values as shown, left to right, so a judge must
-not read them. An MLLM explainer answers by prompting with the explanation and the grids.
+not read them.
 
-:class:`MeasureJudge` is the default for the offline ``measure`` explainer: it reads the
-properties and directions the explanation names (the measure explainer's own phrases) and
-compares them with the measured evidence of each grid. :func:`judge_for` finds an explainer's
-judge or says how to add one.
+Two kinds of judge, and the figures say which (``judge_basis``, carried into the suite's results):
+
+- every MLLM explainer (openai, anthropic, gemini, ollama, transformers) is its own judge: it is
+  asked with the explanation and the grids and answers in JSON (lexflow/explainers/judging.py,
+  prompts in lexflow/explainers/judge_prompts.py). Basis :data:`FROM_GRIDS`.
+- :class:`MeasureJudge` is the default for the offline ``measure`` explainer: it reads the
+  properties and directions the explanation names (the measure explainer's own phrases) and
+  compares them with the measured evidence of each grid, the same evidence the explanation came
+  from. Its figures are :data:`SELF_CONSISTENCY`, not an independent judgement.
+
+:func:`judge_for` finds an explainer's judge or says how to add one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from lexflow.errors import ConfigError
 from lexflow.explainers.base import Explainer, ExplainRequest
+from lexflow.explainers.judging import FROM_GRIDS
 from lexflow.stages.evidence import Evidence
+
+SELF_CONSISTENCY = "self-consistency"
+"""A judge that reads the evidence the explanation was written from: agreement with itself."""
+UNSTATED = "not stated"
+__all__ = ["FROM_GRIDS", "SELF_CONSISTENCY", "Judge", "MeasureJudge", "Tally", "judge_basis", "judge_for"]
 
 
 @runtime_checkable
 class Judge(Protocol):
-    """What the reference-free scores need from an explainer."""
+    """What the reference-free scores need from an explainer (None: no usable answer)."""
 
-    def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int: ...
+    def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int | None: ...
 
-    def direction(self, explanation: str, request: ExplainRequest) -> int: ...
+    def direction(self, explanation: str, request: ExplainRequest) -> int | None: ...
+
+
+def judge_basis(judge: Any) -> str:
+    """What the judge's figures measure: its ``judge_basis`` (SELF_CONSISTENCY, FROM_GRIDS, ...)."""
+    return str(getattr(judge, "judge_basis", "") or UNSTATED)
+
+
+@dataclass
+class Tally:
+    """A judge wrapped to count its questions and the ones it could not answer.
+
+    Attributes:
+        judge: the judge asked. asked: questions put to it. unavailable: those answered None.
+    """
+
+    judge: Any
+    asked: int = 0
+    unavailable: int = 0
+
+    def _count(self, answer: int | None) -> int | None:
+        self.asked += 1
+        self.unavailable += answer is None
+        return answer
+
+    def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int | None:
+        return self._count(self.judge.detect(explanation, candidates))
+
+    def direction(self, explanation: str, request: ExplainRequest) -> int | None:
+        return self._count(self.judge.direction(explanation, request))
+
+    def unless_all_failed(self, score: float | None) -> float | None:
+        """``score``, or None (unavailable) when every question went unanswered."""
+        return None if self.asked and self.unavailable == self.asked else score
 
 
 # Phrase -> (property, sign as the latent increases). Longer phrases first ("counter-clockwise"
@@ -108,6 +159,8 @@ def _circular(a: float, b: float) -> float:
 
 class MeasureJudge:
     """Judges with the measured evidence; the default for the ``measure`` explainer."""
+
+    judge_basis = SELF_CONSISTENCY
 
     def detect(self, explanation: str, candidates: Sequence[ExplainRequest]) -> int:
         """The candidate whose evidence moves the named properties most in the named way.

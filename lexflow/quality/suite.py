@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from lexflow.families.base import Family
+from lexflow.quality.judge import Tally, judge_basis
 
 CLEAR_TOP = 0.6
 CLEAR_RUNNER_UP = 0.4
@@ -62,7 +63,13 @@ class LatentOutcome:
 
 @dataclass(frozen=True)
 class VariantResult:
-    """Scores of one family x explainer x variant (fractions in [0, 1]; None = not measurable)."""
+    """Scores of one family x explainer x variant (fractions in [0, 1]; None = not measurable).
+
+    ``judge`` says what detection and direction measure (lexflow.quality.judge.judge_basis:
+    "self-consistency" for the measure explainer, "from grids" for an MLLM; "" = not judged);
+    ``judge_asked`` / ``judge_unavailable``: judge questions put, and those left unanswered
+    (each scored as a miss; a score whose every question went unanswered is None).
+    """
 
     family: str
     explainer: str
@@ -77,6 +84,9 @@ class VariantResult:
     direction_coverage: float | None
     explained: int
     note: str = ""
+    judge: str = ""
+    judge_asked: int = 0
+    judge_unavailable: int = 0
 
     def row(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "latents"}
@@ -195,11 +205,15 @@ def _score(family: Family, explainer: str, variant: str, outcomes: tuple[LatentO
     roc = auroc([o.clear for o in outcomes], [o.certainty for o in outcomes])
     texts = {o.index: o.explanation for o in outcomes if o.explanation}
     det = chance = dirn = cov = None
+    basis, tallies = "", [Tally(judge), Tally(judge)]
     if judge is not None and views is not None:
-        det, chance = detection_score(judge, texts, views, active, seed)
-        dirn, cov = direction_score(judge, texts, views)
+        basis = judge_basis(judge)
+        det, chance = detection_score(tallies[0], texts, views, active, seed)
+        dirn, cov = direction_score(tallies[1], texts, views)
+        det, dirn = tallies[0].unless_all_failed(det), tallies[1].unless_all_failed(dirn)
     return VariantResult(family.name, explainer, variant, outcomes, acc, len(clear), roc, det,
-                         chance, dirn, cov, len(texts), note)
+                         chance, dirn, cov, len(texts), note, basis, sum(t.asked for t in tallies),
+                         sum(t.unavailable for t in tallies))
 
 
 def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: int = 4,
@@ -294,17 +308,21 @@ def markdown_table(runs: list[FamilyRun]) -> str:
     """One row per family x explainer x variant, then what was skipped and why."""
     lines = [
         "| family | explainer | variant | factor acc. (clear) | abstention AUROC | detection (chance) "
-        "| direction (coverage) | explained |",
-        "|---|---|---|---|---|---|---|---|",
+        "| direction (coverage) | judged | explained |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for run in runs:
         for v in run.variants:
             det = f"{_fmt(v.detection)} ({_fmt(v.detection_chance)})" if v.detection is not None else "n/a"
             dirn = (f"{_fmt(v.direction)} ({_fmt(v.direction_coverage)})"
                     if v.direction_coverage is not None else "n/a")
+            judged = v.judge or "n/a"
+            if v.judge_unavailable:
+                judged += f" ({v.judge_unavailable} of {v.judge_asked} unanswered)"
             lines.append(
                 f"| {v.family} | `{v.explainer}` | {v.variant} | {_fmt(v.factor_accuracy)} of {v.clear} "
-                f"| {_fmt(v.auroc, pct=False)} | {det} | {dirn} | {v.explained}/{len(v.latents)} |")
+                f"| {_fmt(v.auroc, pct=False)} | {det} | {dirn} | {judged} "
+                f"| {v.explained}/{len(v.latents)} |")
     skipped = [f"- {run.family} / {name}: {why}" for run in runs for name, why in run.skipped.items()]
     if skipped:
         lines += ["", "Skipped:", *skipped]

@@ -8,6 +8,12 @@ property's unit, and divide it by a "notable" amount to get a score (score >= 1:
 clearly moves). The per-step pixel change says how much and where the image changes; a traversal
 whose pixels barely change is *inactive* and is never shown to an explainer.
 
+Where the change happens is measured by lexflow.stages.scenes: each frame is split into background
+regions (the wall and the floor of a scene, or one flat background) and objects, and every part's
+properties are followed along the traversal (:attr:`Evidence.changes`), so a wall that turns blue
+is not mistaken for an object changing shape. The single-blob :attr:`Evidence.properties` stay as
+they were, for the prompts and judges that read them.
+
 Units: x and y are fractions of the image width/height (0 = left/top); area is a fraction of the
 image; scale is the log of the area ratio; rotation is degrees (positive = counter-clockwise as
 seen on screen); hue is turns (0..1, circular); saturation, brightness and contrast are in [0, 1].
@@ -18,6 +24,10 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import numpy as np
+
+from lexflow.stages.scenes import RegionChange, analyse, traversal_changes
+
+__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal"]
 
 # Property -> (notable change, unit). A change of this size gives score 1.
 NOTABLE: dict[str, tuple[float, str]] = {
@@ -79,7 +89,12 @@ class Evidence:
         total_change: mean absolute pixel change per step, summed over steps ([0, 1] intensity).
         step_change: the same per step (length steps - 1).
         region: where the change concentrates: a ninth of the image, or "whole image".
-        properties: every property, highest score first.
+        properties: every property of the foreground taken as one blob, highest score first.
+        changes: every property of every part of the scene (lexflow.stages.scenes: the object, each of
+            several objects, the wall, the floor, the background, the horizon), highest score
+            first; only those that move in some row (lexflow.stages.scenes.KEPT_SCORE).
+        parts_measured: True when ``changes`` was measured (False for evidence saved by an
+            earlier version, which the measure explainer then reads the old way).
     """
 
     index: int
@@ -88,6 +103,8 @@ class Evidence:
     step_change: tuple[float, ...]
     region: str
     properties: tuple[PropertyChange, ...]
+    changes: tuple[RegionChange, ...] = ()
+    parts_measured: bool = False
 
     def moved(self, min_score: float = 1.0) -> list[PropertyChange]:
         """Properties that clearly move, most first."""
@@ -97,6 +114,7 @@ class Evidence:
         d = asdict(self)
         d["properties"] = {p["name"]: {k: v for k, v in p.items() if k != "name"}
                            for p in d["properties"]}
+        d["changes"] = [dict(c) for c in d["changes"]]
         return d
 
 
@@ -234,5 +252,6 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
         out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
                                   score, agreement))
     out.sort(key=lambda p: -p.score)
+    parts = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
     return Evidence(index, total >= INACTIVE_CHANGE, total,
-                    tuple(float(v) for v in step_change), region, tuple(out))
+                    tuple(float(v) for v in step_change), region, tuple(out), parts, True)

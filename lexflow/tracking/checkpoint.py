@@ -35,7 +35,7 @@ from lexflow import names
 from lexflow.config import ExplainConfig
 from lexflow.engine import Restored
 from lexflow.explainers.base import ExplainResponse
-from lexflow.stages.evidence import Evidence, PropertyChange
+from lexflow.stages.evidence import Evidence, PropertyChange, RegionChange
 from lexflow.tracking.registry import ResolvedModel
 from lexflow.tracking.runs import download_run_json, log_json_artifact, run_info, set_run_tags
 from lexflow.tracking.tags import version_tags_of
@@ -114,9 +114,15 @@ def evidence_from_dict(d: dict[str, Any]) -> Evidence:
                        per_row=tuple(p["per_row"]), score=p["score"], agreement=p["agreement"])
         for name, p in d["properties"].items()
     )
+    changes = tuple(
+        RegionChange(**{**c, "per_row": tuple(c["per_row"]), "start_names": tuple(c["start_names"]),
+                        "end_names": tuple(c["end_names"])})
+        for c in d.get("changes", ())
+    )
     return Evidence(index=int(d["index"]), active=bool(d["active"]),
                     total_change=float(d["total_change"]), step_change=tuple(d["step_change"]),
-                    region=str(d["region"]), properties=props)
+                    region=str(d["region"]), properties=props, changes=changes,
+                    parts_measured=bool(d.get("parts_measured", False)))
 
 
 def _png(b64: str) -> bytes:

@@ -16,7 +16,8 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import REPO_ROOT, VENV_BIN, register_blob_model, subprocess_env, unique
+from conftest import register_blob_model, subprocess_env
+from helpers import REPO_ROOT, VENV_BIN, unique
 
 DOCS = REPO_ROOT / "docs"
 GITHUB = DOCS / "github-actions-example.yml"
@@ -100,7 +101,8 @@ def test_gitlab_example_script_runs(sqlite_tracking: str, tmp_path: Path) -> Non
     script = "\n".join(job["script"])
     assert not EXPRESSION.search(script)
     env = subprocess_env(sqlite_tracking, MODEL_NAME=name, MODEL_VERSION=version,
-                         **{k: str(v) for k, v in job["variables"].items() if k != "PIP_CACHE_DIR"})
+                         **{k: str(v) for k, v in job["variables"].items()
+                            if k not in ("PIP_CACHE_DIR", "LEXFLOW_NO_PROGRESS")})
     done = _bash(script, tmp_path, env)
     assert done.returncode == 0, done.stdout + done.stderr
     import json

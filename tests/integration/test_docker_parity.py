@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 # an extra named by the code when an optional dependency is missing: require(..., extra="x") or
 # an install hint "pip install 'lexflow[x]'" (EXTRA = "x" constants are resolved too)
 EXTRA_NAMED = re.compile(r"""extra\s*=\s*["']([\w-]+)["']|lexflow\[([\w-]+)\]|EXTRA\s*=\s*["']([\w-]+)["']""")
