@@ -1,12 +1,16 @@
-"""The quality suite on the synthetic families: factor accuracy, abstention AUROC, detection,
-direction and the paper's ablations, for each explainer.
+"""The quality suite on the synthetic families, over several VAEs per family: factor accuracy,
+abstention AUROC, detection, direction, explained fraction and the paper's ablations, each as the
+mean and range over the seeds, at the default threshold and at a leave-one-seed-out calibrated one.
 
     python benchmarks/quality.py [--family dsprites --family digits] [--explainer measure]
-                                 [--epochs N --n N] [--json] [--out table.md]
+                                 [--seeds 0,1,2] [--train] [--json] [--out table.md]
 
-Each family's VAE is loaded from lexflow/families/checkpoints/ or the cache, or trained
-(python -m lexflow.families train). MLLM explainers run when named with --explainer (their key or
-local server configured as for `lexflow explain`); the offline `measure` explainer always runs.
+Seed 0 is the shipped checkpoint (lexflow/families/checkpoints/); other seeds come from the cache
+(~/.cache/lexflow/families, keyed by settings, seed and code version), trained and cached first
+with --train (``make bench`` passes it). Without --train, a seed with no checkpoint is an error
+listing the seeds that have one. MLLM explainers run when named with --explainer (their key or
+local server configured as for `lexflow explain`). Bad input (an unknown family, explainer or seed)
+exits 2 with the available ones.
 """
 
 from __future__ import annotations
@@ -15,56 +19,147 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
+from typing import Any
 
-from lexflow.families import FAMILY_NAMES, get_family
-from lexflow.families.train import load_or_train, with_overrides
-from lexflow.quality.suite import FamilyRun, markdown_table, run_family
+from lexflow.errors import ConfigError, LexflowError
+
+DEFAULT_SEEDS = (0, 1, 2)
 
 
-def run(families: list[str], explainers: list[str], *, epochs: int | None = None,
-        n: int | None = None, rows: int = 4, eval_n: int = 4000,
-        progress: bool = True) -> tuple[list[FamilyRun], dict[str, str]]:
-    """Every family x explainer; returns the runs and where each model came from."""
-    runs, sources = [], {}
+def _where(path: Path) -> str:
+    home, root = Path.home(), Path(__file__).resolve().parent.parent
+    if path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
+def load_model(family: Any, seed: int, *, train: bool, progress: bool) -> tuple[Any, str]:
+    """(model, "where it came from, how long training took") for the family's default settings."""
+    from lexflow.families.train import (
+        available_seeds,
+        checkpoint_paths,
+        read_checkpoint,
+        save_checkpoint,
+    )
+    from lexflow.families.train import train as train_model
+
+    settings = family.train
+    for path in checkpoint_paths(family, settings, seed):
+        if path.exists():
+            model, meta = read_checkpoint(path, family, settings, seed)
+            took = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
+            return model, f"{_where(path)} (training time: {took})"
+    if not train:
+        seeds = available_seeds(family)
+        raise ConfigError(
+            f"No checkpoint of {family.name} seed {seed} for the current code. Seeds with one: "
+            f"{', '.join(map(str, seeds)) or 'none'}. Pass --train to train and cache it, or "
+            f"run: python -m lexflow.families train --family {family.name} --seed {seed}")
+    start = time.perf_counter()
+    model = train_model(family, settings, seed=seed, progress=progress)
+    took = time.perf_counter() - start
+    path = checkpoint_paths(family, settings, seed)[-1]
+    save_checkpoint(model, path, family, settings, seed, took)
+    return model, f"{_where(path)} (trained now in {took:.0f} s)"
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    try:
+        seeds = tuple(int(s) for s in text.split(",") if s.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--seeds takes comma-separated non-negative integers, got {text!r}.") from exc
+    if not seeds or any(s < 0 for s in seeds) or len(set(seeds)) != len(seeds):
+        raise ConfigError(f"--seeds takes distinct non-negative integers, got {text!r}.")
+    return seeds
+
+
+def check_inputs(families: list[str], explainers: list[str]) -> None:
+    """Every family and explainer exists (ConfigError with the available ones otherwise)."""
+    from lexflow.explainers.base import get_explainer
+    from lexflow.families import get_family
+
+    for name in families:
+        get_family(name)
+    for uri in explainers:
+        get_explainer(uri, {})
+
+
+def run(families: list[str], explainers: list[str], seeds: tuple[int, ...], *, train: bool,
+        rows: int = 4, eval_n: int = 4000, progress: bool = True) -> tuple[list[Any], dict[str, str]]:
+    """Every family x explainer x seed, calibrated; returns the SeededRuns and model sources."""
+    from lexflow.families import get_family
+    from lexflow.quality.seeds import SeededRuns, calibrate
+    from lexflow.quality.suite import run_family
+
+    out, sources = [], {}
     for name in families:
         fam = get_family(name)
-        settings = with_overrides(fam.train, epochs=epochs, n=n)
-        start = time.perf_counter()
-        model, where = load_or_train(fam, settings, progress=progress)
-        sources[name] = f"{where} ({time.perf_counter() - start:.0f} s)"
+        models = {}
+        for seed in seeds:
+            models[seed], sources[f"{name} seed {seed}"] = load_model(fam, seed, train=train,
+                                                                      progress=progress)
         for uri in explainers:
-            runs.append(run_family(fam, model, explainer=uri, rows=rows, eval_n=eval_n))
-    return runs, sources
+            runs = {seed: run_family(fam, model, explainer=uri, rows=rows, eval_n=eval_n)
+                    for seed, model in models.items()}
+            out.append(calibrate(SeededRuns(name, runs[seeds[0]].explainer, runs)))
+    return out, sources
 
 
-def main(argv: list[str] | None = None) -> None:
+HOW = """Each figure: mean (min-max) over the VAEs of the family (seed 0 is the shipped checkpoint;
+the others are trained by `make bench` with the same settings and cached). Threshold `0.5`: the
+default. `calibrated (a-b)`: leave one VAE out - each VAE's threshold is chosen (max balanced
+accuracy, `lexflow.calibration.choose_threshold`) on the active latents of the *other* VAEs and
+applied to this one's, which it never saw; a-b is the range of those thresholds. AUROC does not
+depend on the threshold. For an offline explainer the judge reads the same measured evidence as
+the explainer, so detection and direction are labelled self-consistency, not an independent
+judgement."""
+
+
+def main(argv: list[str] | None = None) -> int:
+    from lexflow.families import FAMILY_NAMES
+
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--family", action="append", choices=FAMILY_NAMES)
-    p.add_argument("--explainer", action="append")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--n", type=int)
+    p.add_argument("--family", action="append", help=f"one of {', '.join(FAMILY_NAMES)} (repeatable)")
+    p.add_argument("--explainer", action="append", help="explainer URI (repeatable; default measure)")
+    p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
+    p.add_argument("--train", action="store_true", help="train and cache seeds with no checkpoint")
     p.add_argument("--rows", type=int, default=4)
     p.add_argument("--eval-n", type=int, default=4000)
     p.add_argument("--json", action="store_true")
-    p.add_argument("--out", help="also write the markdown table here")
+    p.add_argument("--out", help="also write the markdown here")
     args = p.parse_args(argv)
+    families, explainers = args.family or list(FAMILY_NAMES), args.explainer or ["measure"]
     start = time.perf_counter()
-    runs, sources = run(args.family or list(FAMILY_NAMES), args.explainer or ["measure"],
-                        epochs=args.epochs, n=args.n, rows=args.rows, eval_n=args.eval_n)
+    try:
+        seeds = parse_seeds(args.seeds)
+        check_inputs(families, explainers)
+        results, sources = run(families, explainers, seeds, train=args.train, rows=args.rows,
+                               eval_n=args.eval_n)
+    except LexflowError as exc:
+        print(f"benchmarks/quality.py: {exc}", file=sys.stderr)
+        return exc.exit_code
     if args.json:
-        print(json.dumps({"runs": [{"family": r.family, "explainer": r.explainer,
-                                    "variants": [v.row() for v in r.variants],
-                                    "skipped": r.skipped} for r in runs],
-                          "models": sources}, indent=1))
-        return
-    table = markdown_table(runs)
-    lines = [table, "", "Models: " + "; ".join(f"{k}: {v}" for k, v in sources.items()),
-             f"Suite time: {time.perf_counter() - start:.0f} s"]
-    text = "\n".join(lines)
+        print(json.dumps({"results": [{
+            "family": r.family, "explainer": r.explainer,
+            "seeds": {str(s): {"default": [v.row() for v in run.variants],
+                               "thresholds": r.thresholds[s],
+                               "calibrated": [v.row() for v in r.calibrated[s]],
+                               "skipped": run.skipped} for s, run in r.runs.items()}}
+            for r in results], "models": sources}, indent=1))
+        return 0
+    from lexflow.quality.seeds import markdown
+
+    parts = [HOW, ""]
+    for r in results:
+        parts += [markdown(r), ""]
+    parts += ["Models: " + "; ".join(f"{k}: {v}" for k, v in sources.items()) + ".",
+              "", f"Suite time: {time.perf_counter() - start:.0f} s."]
+    text = "\n".join(parts)
     print(text)
     if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(text + "\n")
+        Path(args.out).write_text(text + "\n", encoding="utf-8")
+    return 0
 
 
 if __name__ == "__main__":

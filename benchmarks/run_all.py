@@ -1,9 +1,12 @@
-"""`make bench`: the performance benchmarks and the quality suite, written to docs/benchmarks.md.
+"""`make bench`: every benchmark whose figures the README or docs/ quote, written into their blocks.
 
-    python benchmarks/run_all.py [--out docs/benchmarks.md] [--skip decode,demo_factors,quality]
+    python benchmarks/run_all.py [--only decode,quality] [--skip directions]
 
-Each benchmark runs as its own process (so one failing is reported, not fatal); the page records
-the machine, the versions and the date.
+Each benchmark runs as its own process. Its output replaces every generated block of its name
+(``<!-- bench:begin NAME -->`` ... ``<!-- bench:end NAME -->``, see benchmarks/blocks.py) in
+docs/benchmarks.md, the README and docs/*.md, under a line naming the command, the date, the
+machine and the versions. A benchmark that exits non-zero, or prints a failure, leaves its blocks
+as they were (its stderr goes to the terminal, never into the docs) and makes this script exit 1.
 """
 
 from __future__ import annotations
@@ -14,26 +17,66 @@ import platform
 import subprocess
 import sys
 import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-BENCHMARKS = (
-    ("decode", "Traversal decode speed", [sys.executable, "benchmarks/decode.py"]),
-    ("demo_factors", "Factor identification on the demo model",
-     [sys.executable, "benchmarks/demo_factors.py"]),
-    ("diff_permutation", "lexflow diff: recovering a permutation of the demo VAE's latents",
-     [sys.executable, "benchmarks/diff_permutation.py"]),
-    ("quality", "Quality suite on the synthetic families (measure explainer)",
-     [sys.executable, "benchmarks/quality.py"]),
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import blocks  # noqa: E402
+
+ROOT = blocks.ROOT
+BENCHMARKS_PAGE = ROOT / "docs" / "benchmarks.md"
+
+
+@dataclass(frozen=True)
+class Part:
+    """One benchmark of ``make bench``.
+
+    Attributes:
+        name: the block name; title: its section heading in docs/benchmarks.md.
+        args: the script and its arguments (run with this Python, from the repository root).
+        fence: the language of the code fence around its output, or "" for Markdown output.
+    """
+
+    name: str
+    title: str
+    args: tuple[str, ...]
+    fence: str = "text"
+
+
+PARTS = (
+    Part("decode", "Traversal decode speed", ("benchmarks/decode.py",)),
+    Part("demo_factors", "Factor identification on the demo model", ("benchmarks/demo_factors.py",)),
+    Part("diff_permutation", "lexflow diff: recovering permuted, sign-flipped copies of the demo VAE",
+         ("benchmarks/diff_permutation.py",)),
+    Part("checkpoints", "The shipped checkpoints", ("benchmarks/checkpoints.py",), fence=""),
+    Part("quality", "Quality suite on the synthetic families (measure explainer)",
+         ("benchmarks/quality.py", "--train"), fence=""),
+    Part("mllm_concurrency", "MLLM concurrency and the answer cache",
+         ("benchmarks/mllm_concurrency.py",), fence=""),
+    Part("directions", "Diffusion h-space directions: matrix-free vs dense",
+         ("benchmarks/directions.py",), fence="json"),
+    Part("large_latents", "Peak memory of large latent spaces", ("benchmarks/large_latents.py",)),
+    Part("calibration_example", "Calibrating the certainty threshold: a paraphrase example",
+         ("benchmarks/calibration_example.py",)),
 )
+NAMES = tuple(p.name for p in PARTS)
+PAGE_HEADER = """# Benchmarks
+
+Written by `make bench` (benchmarks/run_all.py); do not edit by hand. Each section's first line
+names the command, when and where it ran and the versions; `make bench` rewrites a section only
+when its benchmark succeeds. What the quality columns mean: [quality.md](quality.md).
+"""
 
 
 def versions() -> str:
     from importlib.metadata import PackageNotFoundError, version
 
     out = [f"Python {platform.python_version()}"]
-    for pkg in ("lexflow", "torch", "numpy", "scikit-learn", "mlflow", "nltk", "transformers"):
+    for pkg in ("lexflow", "torch", "numpy", "scikit-learn", "mlflow", "nltk", "transformers",
+                "diffusers"):
         try:
             out.append(f"{pkg} {version(pkg)}")
         except PackageNotFoundError:
@@ -50,51 +93,117 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    load = ""
-    if hasattr(os, "getloadavg"):
-        load = f", load average {os.getloadavg()[0]:.1f} at the start"
+    load = f", load {os.getloadavg()[0]:.1f} at the start" if hasattr(os, "getloadavg") else ""
     return f"{platform.system()} {platform.machine()}, {cpu}, {os.cpu_count()} CPUs, no GPU used{load}"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--out", default=str(ROOT / "docs" / "benchmarks.md"))
-    p.add_argument("--skip", default="", help="comma-separated names to skip")
-    args = p.parse_args(argv)
-    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    env = {**os.environ, "LEXFLOW_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT)}
-    header = [
-        "# Benchmarks",
-        "",
-        "Written by `make bench` (benchmarks/run_all.py); do not edit by hand.",
-        "",
-        f"- Date: {datetime.now(UTC).strftime('%Y-%m-%d %H:%M UTC')}",
-        f"- Machine: {machine()}",
-        f"- Versions: {versions()}",
-        "- What the quality columns mean: docs/quality.md.",
-    ]
-    sections = []
-    failed = 0
-    for name, title, cmd in BENCHMARKS:
-        if name in skip:
+def block_body(part: Part, output: str, took: float, when: datetime) -> str:
+    """The text of a block: the provenance line, then the output (fenced unless Markdown)."""
+    command = " ".join(("python", *part.args))
+    head = (f"_Generated by `make bench`: `{command}` · {when.strftime('%Y-%m-%d %H:%M UTC')} · "
+            f"took {took:.0f} s · machine: {machine()} · versions: {versions()}_")
+    body = f"```{part.fence}\n{output.strip()}\n```" if part.fence else output.strip()
+    return f"{head}\n\n{body}"
+
+
+def failure_in(output: str) -> str | None:
+    """The failure marker a successful-looking output still holds, if any."""
+    return next((m for m in blocks.FAILURE_MARKERS if m in output), None)
+
+
+def write_page(page: Path, bodies: dict[str, str]) -> str:
+    """docs/benchmarks.md: the header, then one section per benchmark in PARTS order, holding the
+    new body where given and the page's previous block otherwise (nothing else survives)."""
+    old = {b.name: b.body for b in blocks.blocks(page.read_text(encoding="utf-8"))} if page.exists() else {}
+    sections = [PAGE_HEADER.rstrip("\n")]
+    for part in PARTS:
+        body = bodies.get(part.name, old.get(part.name))
+        if body is not None:
+            sections.append(f"## {part.title}\n\n<!-- bench:begin {part.name} -->\n{body.strip()}\n"
+                            f"<!-- bench:end {part.name} -->")
+    return "\n\n".join(sections) + "\n"
+
+
+def write_block(files: Sequence[Path], page: Path, part: Part, body: str) -> list[Path]:
+    """Replace ``part``'s blocks in ``files`` and its section of ``page``; the files changed."""
+    written = []
+    new_page = write_page(page, {part.name: body})
+    if not page.exists() or page.read_text(encoding="utf-8") != new_page:
+        page.parent.mkdir(parents=True, exist_ok=True)
+        page.write_text(new_page, encoding="utf-8")
+        written.append(page)
+    for path in files:
+        if path == page:
             continue
-        print(f"== {name}: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+        text = path.read_text(encoding="utf-8")
+        new, _ = blocks.replace_block(text, part.name, body)
+        if new != text:
+            path.write_text(new, encoding="utf-8")
+            written.append(path)
+    return written
+
+
+Runner = Callable[[Part], "subprocess.CompletedProcess[str]"]
+
+
+def run_part(part: Part) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "LEXFLOW_NO_PROGRESS": "1", "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, *part.args], cwd=ROOT, env=env, capture_output=True,
+                          text=True)
+
+
+def run(parts: Sequence[Part], files: Sequence[Path], page: Path, runner: Runner = run_part) -> int:
+    """Run ``parts``, write each success into its blocks; the number of failures."""
+    failed = []
+    for part in parts:
+        print(f"== {part.name}: python {' '.join(part.args)}", file=sys.stderr, flush=True)
         start = time.perf_counter()
-        proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+        when = datetime.now(UTC)
+        proc = runner(part)
         took = time.perf_counter() - start
-        body = proc.stdout.strip()
-        print(body, flush=True)
-        if proc.returncode != 0:
-            failed += 1
-            body += f"\n\nFAILED (exit {proc.returncode}):\n" + proc.stderr.strip()[-3000:]
-        fence = name != "quality"  # the quality suite prints a markdown table
-        sections += ["", f"## {title}", "", f"`{' '.join(['python', *cmd[1:]])}` ({took:.0f} s)", ""]
-        sections += ["```", body, "```"] if fence else [body]
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text("\n".join(header + sections) + "\n", encoding="utf-8")
-    print(f"wrote {args.out}", file=sys.stderr)
-    sys.exit(1 if failed else 0)
+        print(proc.stdout, flush=True)
+        marker = failure_in(proc.stdout)
+        if proc.returncode != 0 or marker is not None or not proc.stdout.strip():
+            why = (f"exit {proc.returncode}" if proc.returncode != 0
+                   else f"its output holds {marker!r}" if marker else "no output")
+            print(proc.stderr[-4000:], file=sys.stderr)
+            print(f"!! {part.name} FAILED ({why}); its blocks keep their previous content",
+                  file=sys.stderr, flush=True)
+            failed.append(part.name)
+            continue
+        written = write_block(files, page, part, block_body(part, proc.stdout, took, when))
+        where = ", ".join(str(p.relative_to(ROOT)) if p.is_relative_to(ROOT) else str(p)
+                          for p in written)
+        print(f"   {part.name}: {took:.0f} s, wrote {where or 'nothing new'}", file=sys.stderr,
+              flush=True)
+    if failed:
+        print(f"make bench: {len(failed)} benchmark(s) failed: {', '.join(failed)}", file=sys.stderr)
+    return len(failed)
+
+
+def _names(text: str) -> list[str]:
+    names = [s.strip() for s in text.split(",") if s.strip()]
+    unknown = [n for n in names if n not in NAMES]
+    if unknown:
+        raise SystemExit(f"unknown benchmark(s) {', '.join(unknown)}; available: {', '.join(NAMES)}")
+    return names
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(NAMES)}")
+    p.add_argument("--skip", default="", help="comma-separated names to skip")
+    p.add_argument("--quality-seeds", default="",
+                   help="seeds of the quality suite instead of its default 0,1,2 (named in the block)")
+    args = p.parse_args(argv)
+    only, skip = _names(args.only), set(_names(args.skip))
+    parts = [part for part in PARTS if (not only or part.name in only) and part.name not in skip]
+    if args.quality_seeds:
+        parts = [replace(part, args=(*part.args, "--seeds", args.quality_seeds))
+                 if part.name == "quality" else part for part in parts]
+    files = [f for f in blocks.doc_files() if f != BENCHMARKS_PAGE]
+    return 1 if run(parts, files, BENCHMARKS_PAGE) else 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

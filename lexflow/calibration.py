@@ -217,42 +217,57 @@ def collect(rows: Sequence[Mapping[str, Any]], *, sources: Sequence[str] = (),
     items: list[LabelledLatent] = []
     skipped: list[str] = []
     seen: set[str] = set()
+    problems: list[str] = []
     for n, row in enumerate(rows, 1):
-        at = f"{where}, row {n}"
-        label = row.get("clear", row.get("label"))
-        if label is None:
-            raise ConfigError(f"{at}: no 'clear' (or 'label') value; say true or false.")
-        clear = _as_bool(label, at)
-        if "answers" in row:
-            answers = row["answers"]
-            if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
-                raise ConfigError(f"{at}: 'answers' must be a list of strings.")
-            named = row.get("source") is not None and row.get("latent") is not None
-            key = str(row.get("id") or (f"{row['source']}#{row['latent']}" if named else f"row {n}"))
-            entry: Mapping[str, Any] = {"answers": answers}
-        else:
-            source = row.get("source") or row.get("run_id") or row.get("explanations")
-            if not source:
-                if len(sources) != 1:
-                    raise ConfigError(
-                        f"{at}: no 'source' and {len(sources)} --answers sources; name the "
-                        "explanations.json or run per row, or give exactly one --answers.")
-                source = sources[0]
-            if "latent" not in row:
-                raise ConfigError(f"{at}: no 'latent' (index or label) and no 'answers'.")
-            source = str(source)
-            if source not in docs:
-                docs[source] = load_explanations(source, base)
-            entry = _latent_entry(docs[source], row["latent"], at)
-            key = str(row.get("id") or f"{source}#{entry.get('index', row['latent'])}")
-        if key in seen:
-            raise ConfigError(f"{at}: latent {key!r} is labelled twice.")
-        seen.add(key)
-        if entry.get("status") == "inactive":
-            skipped.append(key)
-            continue
-        items.append(LabelledLatent(key, tuple(str(a) for a in entry.get("answers") or ()), clear))
+        try:
+            _collect_row(n, row, docs, items, skipped, seen, sources, base, where)
+        except ConfigError as exc:  # every row's problem is listed, not just the first
+            problems.append(str(exc))
+    if len(problems) == 1:
+        raise ConfigError(problems[0])
+    if problems:
+        raise ConfigError(f"{where}: {len(problems)} problems:\n  - " + "\n  - ".join(problems))
     return items, skipped
+
+
+def _collect_row(n: int, row: Mapping[str, Any], docs: dict[str, ExplainResult],
+                 items: list[LabelledLatent], skipped: list[str], seen: set[str],
+                 sources: Sequence[str], base: Path | None, where: str) -> None:
+    """Append one labels row to ``items`` (or ``skipped``); ConfigError naming the row if bad."""
+    at = f"{where}, row {n}"
+    label = row.get("clear", row.get("label"))
+    if label is None:
+        raise ConfigError(f"{at}: no 'clear' (or 'label') value; say true or false.")
+    clear = _as_bool(label, at)
+    if "answers" in row:
+        answers = row["answers"]
+        if not isinstance(answers, list) or not all(isinstance(a, str) for a in answers):
+            raise ConfigError(f"{at}: 'answers' must be a list of strings.")
+        named = row.get("source") is not None and row.get("latent") is not None
+        key = str(row.get("id") or (f"{row['source']}#{row['latent']}" if named else f"row {n}"))
+        entry: Mapping[str, Any] = {"answers": answers}
+    else:
+        source = row.get("source") or row.get("run_id") or row.get("explanations")
+        if not source:
+            if len(sources) != 1:
+                raise ConfigError(
+                    f"{at}: no 'source' and {len(sources)} --answers sources; name the "
+                    "explanations.json or run per row, or give exactly one --answers.")
+            source = sources[0]
+        if "latent" not in row:
+            raise ConfigError(f"{at}: no 'latent' (index or label) and no 'answers'.")
+        source = str(source)
+        if source not in docs:
+            docs[source] = load_explanations(source, base)
+        entry = _latent_entry(docs[source], row["latent"], at)
+        key = str(row.get("id") or f"{source}#{entry.get('index', row['latent'])}")
+    if key in seen:
+        raise ConfigError(f"{at}: latent {key!r} is labelled twice.")
+    seen.add(key)
+    if entry.get("status") == "inactive":
+        skipped.append(key)
+        return
+    items.append(LabelledLatent(key, tuple(str(a) for a in entry.get("answers") or ()), clear))
 
 
 # --- choosing and measuring ----------------------------------------------------------------------

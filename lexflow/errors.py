@@ -9,7 +9,8 @@
     ├── MissingDependencyError   an optional dependency is not installed (exit 2)
     ├── TrackingError            the MLflow tracking server / registry cannot be used (exit 1)
     ├── DecodeError              the decoder failed or returned bad values while decoding (exit 1)
-    └── ExplainerError           an explainer could not be built or failed (exit 1)
+    ├── ExplainerError           an explainer could not be built or failed (exit 1)
+    └── CheckpointError          a shipped/cached model checkpoint is stale or unreadable (exit 1)
 
 Messages say what was received and what to do about it.
 """
@@ -60,6 +61,10 @@ class DecodeError(LexflowError):
 
 class ExplainerError(LexflowError):
     """An explainer could not be created or failed to answer."""
+
+
+class CheckpointError(LexflowError):
+    """A checkpoint was trained with other settings or model code, or does not load: retrain it."""
 
 
 def did_you_mean(name: str, choices: Iterable[str]) -> str:

@@ -129,10 +129,45 @@ def load_or_train(
     if path.exists():
         saved = torch.load(path, map_location="cpu", weights_only=True)
         if saved.get("config") == config:
-            model = BetaTCVAE(latent_dim=latent_dim)
-            model.load_state_dict(saved["state_dict"])
-            return model.eval()
+            return _load_state(saved["state_dict"], latent_dim, path)
+    if path == CHECKPOINT and config == _config(DEFAULTS["latent_dim"], DEFAULTS["n"], DEFAULTS["epochs"],
+                                                DEFAULTS["beta"], DEFAULTS["seed"]):
+        return load_shipped(path)  # the shipped model is never replaced by a silent training run
     return train(latent_dim=latent_dim, n=n, epochs=epochs, beta=beta, seed=seed, progress=progress)
+
+
+RETRAIN = "python -m lexflow.demo.train --out lexflow/demo/checkpoint.pt"
+"""The command that rebuilds the shipped demo checkpoint."""
+
+
+def _load_state(state: dict[str, Any], latent_dim: int, path: Path) -> BetaTCVAE:
+    """The model with ``state`` loaded, or one CheckpointError naming the retrain command."""
+    from lexflow.errors import CheckpointError
+
+    model = BetaTCVAE(latent_dim=latent_dim)
+    try:
+        model.load_state_dict(state)
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"Checkpoint {path} does not load into the model code as it is "
+                              f"({str(exc).splitlines()[0]}). Retrain it with: {RETRAIN}") from exc
+    return model.eval()
+
+
+def load_shipped(path: Path = CHECKPOINT) -> BetaTCVAE:
+    """The shipped demo model, never a training run: CheckpointError when it is missing or stale."""
+    from lexflow.errors import CheckpointError
+
+    config = _config(DEFAULTS["latent_dim"], DEFAULTS["n"], DEFAULTS["epochs"], DEFAULTS["beta"],
+                     DEFAULTS["seed"])
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # missing, truncated or foreign file: torch raises many kinds
+        raise CheckpointError(f"Could not read the demo checkpoint {path} ({exc}). "
+                              f"Retrain it with: {RETRAIN}") from exc
+    if saved.get("config") != config:
+        raise CheckpointError(f"The demo checkpoint {path} was trained with {saved.get('config')}, "
+                              f"not the defaults {config}. Retrain it with: {RETRAIN}")
+    return _load_state(saved["state_dict"], DEFAULTS["latent_dim"], path)
 
 
 @torch.no_grad()

@@ -29,31 +29,56 @@ def _family_option(f: Any) -> Any:
 @click.option("--beta", type=float, default=None)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Train even when a matching checkpoint exists.")
+@click.option("--ship", is_flag=True,
+              help="Retrain the shipped checkpoint: the family's defaults, seed 0, written to "
+                   "lexflow/families/checkpoints/NAME.pt (implies --force).")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Also save the checkpoint here (e.g. lexflow/families/checkpoints/NAME.pt).")
+              help="Also save the checkpoint here.")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoint cache (default ~/.cache/lexflow/families).")
 def train(family: str, epochs: int | None, n: int | None, latent_dim: int | None,
-          beta: float | None, seed: int, force: bool, out: Path | None,
+          beta: float | None, seed: int, force: bool, ship: bool, out: Path | None,
           cache_dir: Path | None) -> None:
     """Train (or load) the VAE of a family, then print which factor each latent tracks."""
-    import torch
-
+    from lexflow.errors import LexflowError
     from lexflow.families import get_family
-    from lexflow.families.train import factor_map, load_or_train, with_overrides
+    from lexflow.families.train import (
+        SHIPPED,
+        SHIPPED_SEED,
+        factor_map,
+        load_or_train,
+        save_checkpoint,
+        with_overrides,
+    )
+    from lexflow.families.train import (
+        train as train_model,
+    )
 
     fam = get_family(family)
     settings = with_overrides(fam.train, epochs=epochs, n=n, latent_dim=latent_dim, beta=beta)
-    start = time.perf_counter()
-    model, where = load_or_train(fam, settings, seed=seed, cache_dir=cache_dir, force=force)
-    click.echo(f"{fam.name}: {where} ({time.perf_counter() - start:.1f} s)", err=True)
-    if out is not None:
-        from dataclasses import asdict
-
-        out.parent.mkdir(parents=True, exist_ok=True)
-        config = {"family": fam.name, "seed": seed, **asdict(settings)}
-        torch.save({"config": config, "state_dict": model.state_dict()}, out)
-        click.echo(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)", err=True)
+    if ship:
+        if settings != fam.train or seed != SHIPPED_SEED:
+            raise click.UsageError("--ship trains the shipped checkpoint: the family's default "
+                                   "settings and seed 0; drop --epochs/--n/--latent-dim/--beta/--seed.")
+        start = time.perf_counter()
+        model = train_model(fam, settings, seed=seed)
+        took = time.perf_counter() - start
+        out = SHIPPED / f"{fam.name}.pt"
+        save_checkpoint(model, out, fam, settings, seed, took)
+        click.echo(f"{fam.name}: trained in {took:.0f} s, saved {out} "
+                   f"({out.stat().st_size / 1e6:.2f} MB)", err=True)
+    else:
+        start = time.perf_counter()
+        try:
+            model, where = load_or_train(fam, settings, seed=seed, cache_dir=cache_dir, force=force)
+        except LexflowError as exc:
+            click.echo(f"Error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+        took = time.perf_counter() - start
+        click.echo(f"{fam.name}: {where} ({took:.1f} s)", err=True)
+        if out is not None:
+            save_checkpoint(model, out, fam, settings, seed, None)
+            click.echo(f"saved {out} ({out.stat().st_size / 1e6:.2f} MB)", err=True)
     fmap = factor_map(model, fam, fam.generate(4000, seed=seed + 1000))
     click.echo(f"{'latent':>6} {'activity':>8}  {'factor':<12} {'score':>5}  runner-up")
     for j, info in fmap.items():

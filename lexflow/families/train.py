@@ -5,8 +5,15 @@ minibatch-stratified sampling, 2 CPU threads, deterministic in the seed), taking
 generator and either model. :func:`factor_map` generalises lexflow.demo.train.factor_map to any
 family's factors and their kinds.
 
-Checkpoints: ``lexflow/families/checkpoints/<family>.pt`` when shipped (trained with the family's
-default settings), else ``~/.cache/lexflow/families/<family>-<hash of the settings>.pt``.
+Checkpoints: ``lexflow/families/checkpoints/<family>.pt`` when shipped (seed 0, the family's
+default settings; package data, so an installed wheel never trains), else
+``~/.cache/lexflow/families/<family>-<hash of settings, seed and code version>.pt``.
+
+Every checkpoint records the settings, the seed and the *code version* it was trained with: a hash
+of the model and training-loop source (:func:`code_version`). A shipped checkpoint whose record
+does not match the code as it is raises one :class:`~lexflow.errors.CheckpointError` naming the
+command that retrains it, instead of a ``load_state_dict`` traceback (the failure mode of the
+batch-norm change, which left every shipped checkpoint unloadable while the suite stayed green).
 """
 
 from __future__ import annotations
@@ -14,18 +21,52 @@ from __future__ import annotations
 import hashlib
 import json
 import sys
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from lexflow.errors import CheckpointError, ConfigError
 from lexflow.families.base import Family, TrainSettings
 
 SHIPPED = Path(__file__).with_name("checkpoints")
 CACHE = Path.home() / ".cache" / "lexflow" / "families"
 DATA_SEED_OFFSET = 0
 """Training images come from ``generate(n, seed=seed)``; evaluation uses other seeds."""
+SHIPPED_SEED = 0
+"""The shipped checkpoints are seed 0 of each family's default settings."""
+FORMAT = "lexflow.family-checkpoint/1"
+_MODEL_SOURCES = ("lexflow/demo/vae.py", "lexflow/families/vae.py")
+"""Files whose text decides the weights' layout (a change there may break ``load_state_dict``)."""
+
+
+@lru_cache(maxsize=1)
+def code_version() -> str:
+    """12 hex digits: a hash of the model source files and the training loop's source.
+
+    What makes a checkpoint stale is a change to the model classes or to how they are trained, not
+    a release: the lexflow version is recorded next to it but is not part of the key, so a version
+    bump does not force retraining, while any edit to the model code does.
+    """
+    import inspect
+
+    from lexflow.demo import vae as demo_vae
+
+    root = Path(__file__).resolve().parents[2]
+    h = hashlib.sha256()
+    for rel in _MODEL_SOURCES:
+        h.update(rel.encode())
+        h.update((root / rel).read_bytes().replace(b"\r\n", b"\n"))
+    for fn in (train, demo_vae.beta_tcvae_loss):
+        h.update(inspect.getsource(fn).encode())
+    return h.hexdigest()[:12]
+
+
+def retrain_command(family: str) -> str:
+    """The shell command that rebuilds a family's shipped checkpoint."""
+    return f"python -m lexflow.families train --family {family} --ship"
 
 
 def build_model(settings: TrainSettings) -> Any:
@@ -83,37 +124,135 @@ def _config(family: Family, settings: TrainSettings, seed: int) -> dict[str, Any
     return {"family": family.name, "seed": seed, **asdict(settings)}
 
 
+def is_shipped(family: Family, settings: TrainSettings, seed: int) -> bool:
+    """Whether these are the settings and seed of the family's shipped checkpoint."""
+    return seed == SHIPPED_SEED and settings == family.train
+
+
+def cache_path(family: Family, settings: TrainSettings, seed: int,
+               cache_dir: Path | None = None) -> Path:
+    """The cache file of these settings, seed and the current code version."""
+    key = {**_config(family, settings, seed), "code_version": code_version()}
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
+    return (cache_dir or CACHE) / f"{family.name}-{digest}.pt"
+
+
 def checkpoint_paths(family: Family, settings: TrainSettings, seed: int,
                      cache_dir: Path | None = None) -> list[Path]:
-    """Where a checkpoint of these settings may be: shipped first, then the cache."""
-    key = hashlib.sha256(json.dumps(_config(family, settings, seed), sort_keys=True).encode())
-    return [SHIPPED / f"{family.name}.pt",
-            (cache_dir or CACHE) / f"{family.name}-{key.hexdigest()[:12]}.pt"]
+    """Where a checkpoint of these settings may be: shipped (seed 0, defaults) first, then the cache."""
+    shipped = [SHIPPED / f"{family.name}.pt"] if is_shipped(family, settings, seed) else []
+    return [*shipped, cache_path(family, settings, seed, cache_dir)]
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """What a family checkpoint file holds besides the weights.
+
+    Attributes:
+        config: family, seed and every TrainSettings field.
+        code_version: :func:`code_version` when it was trained.
+        lexflow_version: the lexflow release that trained it (information only).
+        train_seconds: wall time of the training run (s), or None when unknown.
+    """
+
+    config: dict[str, Any]
+    code_version: str
+    lexflow_version: str
+    train_seconds: float | None
+
+
+def save_checkpoint(model: Any, path: Path, family: Family, settings: TrainSettings, seed: int,
+                    train_seconds: float | None) -> Checkpoint:
+    """Write ``{"format", "config", "code_version", "lexflow_version", "train_seconds", "state_dict"}``."""
+    import torch
+
+    from lexflow._version import __version__
+
+    meta = Checkpoint(_config(family, settings, seed), code_version(), __version__, train_seconds)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"format": FORMAT, **asdict(meta), "state_dict": model.state_dict()}, path)
+    return meta
+
+
+def read_checkpoint(path: Path, family: Family, settings: TrainSettings, seed: int) -> tuple[Any, Checkpoint]:
+    """(model, record) of the checkpoint at ``path``, checked against these settings and the code.
+
+    Raises CheckpointError (naming the command that retrains it) when the file was trained with
+    other settings or another code version, or does not load into the model as it is.
+    """
+    import torch
+
+    config = _config(family, settings, seed)
+    fix = (f"Retrain it with: {retrain_command(family.name)}" if is_shipped(family, settings, seed)
+           else f"Delete it and run: python -m lexflow.families train --family {family.name} "
+                f"--seed {seed} (with the same settings)")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a truncated or foreign file: torch raises many kinds
+        raise CheckpointError(f"Checkpoint {path} could not be read ({type(exc).__name__}: {exc}). "
+                              f"{fix}") from exc
+    if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+        raise CheckpointError(f"Checkpoint {path} has no code-version record (it predates "
+                              f"{FORMAT}). {fix}")
+    if saved.get("config") != config:
+        raise CheckpointError(f"Checkpoint {path} was trained with {saved.get('config')}, not "
+                              f"{config}. {fix}")
+    if saved.get("code_version") != code_version():
+        raise CheckpointError(
+            f"Checkpoint {path} was trained by model code {saved.get('code_version')} (lexflow "
+            f"{saved.get('lexflow_version')}); the code is now {code_version()}. {fix}")
+    model = build_model(settings)
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"Checkpoint {path} does not load into the model code "
+                              f"({str(exc).splitlines()[0]}). {fix}") from exc
+    meta = Checkpoint(config, str(saved["code_version"]), str(saved.get("lexflow_version")),
+                      saved.get("train_seconds"))
+    return model.eval(), meta
 
 
 def load_or_train(family: Family, settings: TrainSettings | None = None, *, seed: int = 0,
                   progress: bool = True, cache_dir: Path | None = None, force: bool = False,
-                  save: bool = True) -> tuple[Any, str]:
-    """(model, where it came from): a matching checkpoint, else a fresh training run (cached)."""
-    import torch
+                  save: bool = True, allow_train: bool = True) -> tuple[Any, str]:
+    """(model, where it came from): a matching checkpoint, else a fresh training run (cached).
+
+    The shipped checkpoint is never silently replaced by a training run: when it exists for these
+    settings but is stale, CheckpointError says how to retrain it. With ``allow_train=False`` a
+    missing checkpoint is a CheckpointError too (the suite's "seed not available").
+    """
+    import time
 
     settings = settings or family.train
-    config = _config(family, settings, seed)
     paths = checkpoint_paths(family, settings, seed, cache_dir)
     if not force:
         for path in paths:
             if path.exists():
-                saved = torch.load(path, map_location="cpu", weights_only=True)
-                if saved.get("config") == config:
-                    model = build_model(settings)
-                    model.load_state_dict(saved["state_dict"])
-                    return model.eval(), str(path)
+                model, _ = read_checkpoint(path, family, settings, seed)
+                return model, str(path)
+    if not allow_train:
+        raise ConfigError(
+            f"No checkpoint of {family.name} seed {seed} for these settings and code version. "
+            f"Available seeds: {', '.join(map(str, available_seeds(family, cache_dir))) or 'none'}. "
+            f"Train it with: python -m lexflow.families train --family {family.name} --seed {seed}")
+    start = time.perf_counter()
     model = train(family, settings, seed=seed, progress=progress)
+    took = time.perf_counter() - start
     if save:
-        paths[1].parent.mkdir(parents=True, exist_ok=True)
-        torch.save({"config": config, "state_dict": model.state_dict()}, paths[1])
-        return model, f"trained, saved to {paths[1]}"
-    return model, "trained (not saved)"
+        save_checkpoint(model, paths[-1], family, settings, seed, took)
+        return model, f"trained in {took:.0f} s, saved to {paths[-1]}"
+    return model, f"trained in {took:.0f} s (not saved)"
+
+
+def available_seeds(family: Family, cache_dir: Path | None = None,
+                    settings: TrainSettings | None = None) -> list[int]:
+    """Seeds with a checkpoint for ``settings`` (default: the family's) and the current code."""
+    settings = settings or family.train
+    found = []
+    for seed in range(0, 100):
+        if any(p.exists() for p in checkpoint_paths(family, settings, seed, cache_dir)):
+            found.append(seed)
+    return found
 
 
 def with_overrides(settings: TrainSettings, **overrides: Any) -> TrainSettings:

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from lexflow import names
-from lexflow.errors import ConfigError
+from lexflow.errors import ConfigError, MissingDependencyError
 from lexflow.quality.metrics import CorpusScores, score_corpus
 
 METRIC_PREFIX = "quality."
@@ -186,10 +186,17 @@ def evaluate(source: str, references: str | os.PathLike[str], *, bertscore_model
     with tempfile.TemporaryDirectory(prefix="lexflow-eval-") as tmp:
         explained = load_explanations(source, workdir=tmp)
     refs = read_references(references, explained)
-    bert = BertScorer(bertscore_model) if bertscore_model else None
+    bert, bert_missing = None, None
+    if bertscore_model:
+        try:
+            bert = BertScorer(bertscore_model)
+        except MissingDependencyError as exc:  # reported as unavailable, never as a score of 0
+            bert_missing = str(exc)
     indices = tuple(sorted(explained.latents))
     scores = score_corpus([explained.latents[i] for i in indices], [refs[i] for i in indices],
                           bert=bert)
+    if bert_missing is not None:
+        scores.unavailable["bertscore_f1"] = bert_missing
     result = Evaluation(explained, indices, scores, refs)
     from_run = explained.source.startswith("runs:/")
     if log or (log is None and from_run):

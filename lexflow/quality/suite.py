@@ -102,13 +102,23 @@ class _Views:
 
 @dataclass
 class FamilyRun:
-    """What :func:`run_family` computed, kept for reports."""
+    """What :func:`run_family` computed, kept for reports.
+
+    ``answers`` keeps, per variant and latent, the consensus answer and its certainty before any
+    threshold, so :func:`rescore` can report the same run at another (calibrated) threshold
+    without explaining again; ``self_consistency`` is True when the judge reads lexflow's own
+    measured evidence (the offline explainers), so detection and direction are not independent.
+    """
 
     family: str
     explainer: str
     variants: list[VariantResult] = field(default_factory=list)
     skipped: dict[str, str] = field(default_factory=dict)
     factor_map: dict[int, dict[str, Any]] = field(default_factory=dict)
+    answers: dict[str, dict[int, tuple[str | None, float]]] = field(default_factory=dict)
+    notes: dict[str, str] = field(default_factory=dict)
+    self_consistency: bool = False
+    _context: Any = None
 
 
 def auroc(labels: list[bool], scores: list[float]) -> float | None:
@@ -184,13 +194,17 @@ def direction_score(judge: Any, explanations: dict[int, str],
 
 
 def _outcomes(family: Family, fmap: dict[int, dict[str, Any]], active: dict[int, bool],
-              reported: dict[int, tuple[str | None, float]]) -> tuple[LatentOutcome, ...]:
+              reported: dict[int, tuple[str | None, float]],
+              threshold: float = 0.0) -> tuple[LatentOutcome, ...]:
+    """Per latent outcome; an answer whose certainty is below ``threshold`` is an abstention."""
     out = []
     for i, info in fmap.items():
         ranked = sorted(info["scores"].values(), reverse=True)
         runner = ranked[1] if len(ranked) > 1 else 0.0
         clear = bool(info["active"] and info["score"] >= CLEAR_TOP and runner <= CLEAR_RUNNER_UP)
         text, certainty = reported.get(i, (None, 0.0))
+        if certainty < threshold:
+            text = None
         named = tuple(family.named_factors(text)) if text else ()
         out.append(LatentOutcome(i, active[i], info["factor"], float(info["score"]), float(runner),
                                  clear, text, certainty, named, info["factor"] in named))
@@ -233,7 +247,7 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     config = ExplainConfig(explainer=explainer, rows=rows, samples=samples, threshold=threshold,
                            seed=seed, device="cpu")
     exp = get_explainer(explainer, explainer_options(config))
-    run = FamilyRun(family.name, exp.uri)
+    run = FamilyRun(family.name, exp.uri, self_consistency=not exp.is_mllm)
     the_judge = None
     if judge:
         try:
@@ -257,10 +271,11 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
 
     def reported(responses: dict[int, Any], similarity: Any = bow_similarity,
                  first_only: bool = False) -> dict[int, tuple[str | None, float]]:
+        """Latent -> (consensus answer, certainty), before any threshold."""
         out: dict[int, tuple[str | None, float]] = {}
         for i, resp in responses.items():
             answers = resp.answers[:1] if first_only else resp.answers
-            c = consensus(answers, threshold=threshold, similarity=similarity)
+            c = consensus(answers, threshold=0.0, similarity=similarity)
             out[i] = (c.explanation, c.certainty)
         return out
 
@@ -288,14 +303,30 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
                 run.skipped[variant] = f"semantic certainty unavailable: {exc}"
                 continue
             except Exception as exc:  # an optional model failing to load must not end the suite
-                run.skipped[variant] = f"semantic certainty failed: {type(exc).__name__}: {exc}"
+                run.skipped[variant] = f"semantic certainty failed ({type(exc).__name__}): {exc}"
                 continue
         else:
             raise ValueError(f"unknown variant {variant!r}; use one of {VARIANTS}")
-        outcomes = _outcomes(family, run.factor_map, active, rep)
-        run.variants.append(_score(family, exp.uri, variant, outcomes, the_judge, views,
-                                   active_list, seed, note))
+        run.answers[variant] = rep
+        run.notes[variant] = note
+    run._context = (family, active, the_judge, views, active_list, seed)
+    run.variants = rescore(run, {v: threshold for v in run.answers})
     return run
+
+
+def rescore(run: FamilyRun, thresholds: dict[str, float]) -> list[VariantResult]:
+    """The run's variants scored at ``thresholds`` (variant -> certainty threshold).
+
+    The answers and certainties are the run's own; only which explanations stand changes, so a
+    calibrated threshold is compared with the default on exactly the same answers.
+    """
+    family, active, judge, views, active_list, seed = run._context
+    out = []
+    for variant, threshold in thresholds.items():
+        outcomes = _outcomes(family, run.factor_map, active, run.answers[variant], threshold)
+        out.append(_score(family, run.explainer, variant, outcomes, judge, views, active_list,
+                          seed, run.notes[variant]))
+    return out
 
 
 def _fmt(v: float | None, pct: bool = True) -> str:

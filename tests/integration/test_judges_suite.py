@@ -43,15 +43,15 @@ def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_co
            "OPENAI_API_KEY": KEY, "LEXFLOW_CACHE_DIR": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1",
            "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
-        [sys.executable, "benchmarks/quality.py", "--family", "dsprites", "--epochs", "1", "--n", "256",
+        [sys.executable, "benchmarks/quality.py", "--family", "dsprites", "--seeds", "0",
          "--eval-n", "300", "--explainer", "measure", "--explainer", "openai:/gpt-4o", "--json"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert KEY not in proc.stdout + proc.stderr
-    runs = {r["explainer"]: r for r in json.loads(proc.stdout)["runs"]}
-    measure = runs["measure"]["variants"][0]
+    runs = {r["explainer"]: r["seeds"]["0"]["default"] for r in json.loads(proc.stdout)["results"]}
+    measure = runs["measure"][0]
     assert measure["judge"] == SELF_CONSISTENCY
-    full = next(v for v in runs["openai:/gpt-4o"]["variants"] if v["variant"] == "full")
+    full = next(v for v in runs["openai:/gpt-4o"] if v["variant"] == "full")
     assert full["judge"] == FROM_GRIDS and full["judge_unavailable"] == 0
     assert full["explained"] > 0 and full["judge_asked"] > 0
     # a judge that always picks grid 1 and always says "forward": chance and one half, exactly
