@@ -9,10 +9,17 @@ asks only for the rest. Failed answers are never stored: a rerun retries exactly
 
 Layout: ``<dir>/answers/<2 hex>/<64 hex>.json``. The directory is ``$LEXFLOW_CACHE_DIR``, else
 ``~/.cache/lexflow``; the explainer option ``cache`` overrides it, and ``cache=none`` disables it.
+
+Size cap and eviction: the answers may take at most ``$LEXFLOW_CACHE_MAX_MB`` megabytes (default
+256). Reading an answer marks it used (its modification time); when a process first writes to the
+cache, and every 200 writes after that, the least recently used answers are deleted until the
+cache is under 90% of the cap. Only ``.json`` answer files under ``answers/`` are ever deleted.
+Provider text is cleaned (lexflow.sanitize) before it is stored: no key is ever in the cache.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -22,6 +29,9 @@ from pathlib import Path
 from typing import Any
 
 ENV_CACHE_DIR = "LEXFLOW_CACHE_DIR"
+ENV_CACHE_MAX_MB = "LEXFLOW_CACHE_MAX_MB"
+DEFAULT_MAX_MB = 256.0
+PRUNE_EVERY = 200  # writes between two size checks
 DISABLED = ("none", "off", "false", "no", "")
 CACHE_FORMAT = 1  # bump when the stored value's shape changes, so old entries are not misread
 
@@ -60,10 +70,13 @@ class AnswerCache:
         hits, writes: counters for this process (reported by dry runs and tests).
     """
 
-    def __init__(self, directory: str | os.PathLike[str] | None) -> None:
+    def __init__(self, directory: str | os.PathLike[str] | None,
+                 max_bytes: int | None = None) -> None:
         self.directory = Path(directory).expanduser() if directory is not None else None
+        self.max_bytes = max_bytes if max_bytes is not None else _max_bytes_from_env()
         self.hits = 0
         self.writes = 0
+        self.evicted = 0
 
     @classmethod
     def from_option(cls, value: str | None) -> AnswerCache:
@@ -95,6 +108,8 @@ class AnswerCache:
         if not isinstance(value, dict):
             return None
         self.hits += 1
+        with contextlib.suppress(OSError):  # mark it used: eviction removes the least recent
+            os.utime(self.path(key))
         return value
 
     def contains(self, key: str) -> bool:
@@ -117,4 +132,43 @@ class AnswerCache:
                 raise
         except OSError:
             return
+        if self.writes % PRUNE_EVERY == 0:
+            self.prune()
         self.writes += 1
+
+    def prune(self) -> int:
+        """Delete the least recently used answers until the cache is under 90% of its cap;
+        the number deleted. Errors (a file gone already, no permission) are skipped."""
+        if self.directory is None:
+            return 0
+        files = []
+        for path in (self.directory / "answers").glob("*/*.json"):
+            try:
+                st = path.stat()
+            except OSError:
+                continue
+            files.append((st.st_mtime, st.st_size, path))
+        total = sum(size for _, size, _ in files)
+        if total <= self.max_bytes:
+            return 0
+        removed = 0
+        for _, size, path in sorted(files, key=lambda f: f[0]):
+            if total <= 0.9 * self.max_bytes:
+                break
+            try:
+                path.unlink()
+            except OSError:
+                continue
+            total -= size
+            removed += 1
+        self.evicted += removed
+        return removed
+
+
+def _max_bytes_from_env() -> int:
+    raw = os.environ.get(ENV_CACHE_MAX_MB, "")
+    try:
+        mb = float(raw) if raw.strip() else DEFAULT_MAX_MB
+    except ValueError:
+        mb = DEFAULT_MAX_MB
+    return int(max(mb, 0.0) * 1_000_000) if mb == mb else int(DEFAULT_MAX_MB * 1_000_000)

@@ -144,8 +144,9 @@ def read_label_rows(path: str | Path) -> list[dict[str, Any]]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(f"Could not read the labels file {str(p)!r}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a binary or non-UTF-8 file is bad input
+        raise ConfigError(f"Could not read the labels file {str(p)!r} as UTF-8 text: "
+                          f"{exc}") from exc
     rows: list[Any]
     if p.suffix.lower() == ".csv":
         rows = []
@@ -366,13 +367,10 @@ def calibrate(items: Sequence[LabelledLatent], *, certainty: str = "bow", holdou
 
 def load_calibration(path: str | Path) -> dict[str, Any]:
     """A calibration file written by ``lexflow calibrate --out`` (JSON; YAML with the same keys)."""
-    import yaml
+    from lexflow.safe_yaml import read_yaml
 
     p = Path(path)
-    try:
-        doc = yaml.safe_load(p.read_text(encoding="utf-8"))  # JSON is YAML
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Could not read the calibration file {str(p)!r}: {exc}") from exc
+    doc = read_yaml(p, "calibration file")  # JSON is YAML
     if not isinstance(doc, dict) or doc.get("schema") != SCHEMA:
         raise ConfigError(f"{p}: not a lexflow calibration file ({SCHEMA}).")
     t = doc.get("threshold")

@@ -1,6 +1,8 @@
 """The ``lexflow`` command: a thin click layer over the library.
 
-Exit codes: 0 success, 1 a failure while running, 2 bad input (options, URI, model contract).
+Exit codes: 0 success, 1 a failure while running, 2 bad input (options, URI, model contract),
+3 finished but partial (some latents got no answer from the explainer; status ``partial``),
+128 + N ended by signal N (SIGTERM: 143; the version is tagged failed).
 """
 
 from __future__ import annotations
@@ -12,8 +14,10 @@ from typing import Any
 
 import click
 
-from lexflow.config import BIASES, ExplainConfig, parse_latents
+from lexflow.config import BIASES, ExplainConfig, check_environment, parse_latents
 from lexflow.errors import ConfigError, LexflowError
+
+EXIT_PARTIAL = 3  # the run finished, but some latents got no answer (lexflow.status=partial)
 
 
 def parse_threshold(value: str, certainty: str) -> float:
@@ -32,9 +36,12 @@ def parse_threshold(value: str, certainty: str) -> float:
 
 
 def _fail(exc: LexflowError, as_json: bool) -> None:
+    from lexflow.sanitize import clean
+
+    message = clean(str(exc)) or type(exc).__name__  # no escape sequence reaches the terminal
     if as_json:
-        click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
-    click.echo(f"lexflow: error: {exc}", err=True)
+        click.echo(json.dumps({"error": type(exc).__name__, "message": message}))
+    click.echo(f"lexflow: error: {message}", err=True)
     sys.exit(exc.exit_code)
 
 
@@ -181,9 +188,11 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             edit_prompt: str | None = None, image: str | None = None,
             ddim_steps: int | None = None, dtype: str = "float32") -> None:
     """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
+    from lexflow.signals import Terminated
     from lexflow.tracking.job import explain as run_explain
 
     try:
+        check_environment()
         config = config_from_options(
             explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
             latents=latents, bias=bias, threshold=threshold, seed=seed, device=device,
@@ -203,8 +212,21 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     except LexflowError as exc:
         _fail(exc, as_json)
         return
+    except Terminated as exc:  # SIGTERM: the version is tagged failed; exit like a killed process
+        click.echo(f"lexflow: error: {exc}; the run and the version are marked failed.", err=True)
+        sys.exit(exc.exit_code)
+    except SystemExit as exc:  # raised by model code (loading it): never lexflow's exit code
+        from lexflow.errors import DecodeError
+
+        _fail(DecodeError(f"The model's code called sys.exit({exc.code!r}) while it was loaded or "
+                          "run; model code may not end lexflow."), as_json)
+        return
+    asked = [r for r in result.latents if r.status != "inactive"]
+    failed = [r for r in asked if r.status == "failed"]
     if as_json:
         click.echo(json.dumps(result.to_dict()))
+        if failed:
+            sys.exit(EXIT_PARTIAL)
         return
     click.echo(f"\n{result.model_uri}  run {result.run_id}  explainer {result.explainer}")
     width = max(len(r.label) for r in result.latents) if result.latents else 2
@@ -219,6 +241,10 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
                    + ", ".join(r.label for r in result.skipped))
     click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {result.latent_dim} · "
                f"mean certainty {result.mean_certainty:.2f} · coverage: {result.coverage.describe()}")
+    if failed:
+        click.echo(f"partial: {len(failed)} of {len(asked)} latents got no answer (failures above); "
+                   f"exit code {EXIT_PARTIAL}.", err=True)
+        sys.exit(EXIT_PARTIAL)
 
 
 def config_from_options(*, explainer: str, samples: int, steps: int, span: float, rows: int,

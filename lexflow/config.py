@@ -3,14 +3,29 @@
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from lexflow.errors import ConfigError, did_you_mean
+from lexflow import names
+from lexflow.errors import ConfigError, brief, did_you_mean
 
 BIASES = ("auto", "disentanglement", "combination", "conditional")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
+
+# Upper bounds, checked before any work (each is far above a useful value; past it a run would
+# exhaust memory, the provider budget or the registry before telling the user anything).
+MAX_LATENT_INDEX = 2**20  # latent indices start at 0; a range is checked before it is expanded
+MAX_ROWS = 256  # base samples per grid: an MLLM cannot read more rows
+MAX_STEPS = 64  # frames per traversal
+MAX_SAMPLES = 100  # answers per latent (the method uses 5); each is a paid call
+MAX_BATCH = 65536  # codes decoded per forward call
+MAX_CONCURRENCY = 1024  # explainer calls in flight
+MAX_SPAN = 100.0  # prior standard deviations
+MAX_TIMEOUT = 86400.0  # seconds per explainer call
+MAX_DIFFUSION = 10000  # directions, DDIM steps
+SEED_MAX = 2**32 - 1  # numpy's seed range
 
 
 def parse_latents(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...] | None:
@@ -34,17 +49,24 @@ def parse_latents(value: str | int | list[int] | tuple[int, ...] | None) -> tupl
                 start, stop = int(lo), int(hi)
                 if stop < start:
                     raise ValueError
-                out.update(range(start, stop + 1))
             else:
-                out.add(int(item))
+                start = stop = int(item)
         except ValueError:
             raise ConfigError(
-                f"latents: could not read {item!r} in {value!r}. "
+                f"latents: could not read {brief(item)} in {brief(value)}. "
                 "Use 'all', a list like '0,3,5', or a range like '0-4'."
             ) from None
+        if stop > MAX_LATENT_INDEX:  # checked before the range is expanded
+            raise ConfigError(
+                f"latents: {brief(item)} goes past index {MAX_LATENT_INDEX:,}; indices must be at "
+                f"most {MAX_LATENT_INDEX:,} (and below the model's latent count).")
+        if start == stop:
+            out.add(start)
+        else:
+            out.update(range(start, stop + 1))
     negative = sorted(i for i in out if i < 0)
     if negative:
-        raise ConfigError(f"latents: indices start at 0; got {negative}.")
+        raise ConfigError(f"latents: indices start at 0; got {brief(negative)}.")
     return tuple(sorted(out))
 
 
@@ -110,24 +132,30 @@ class ExplainConfig:
 
     def __post_init__(self) -> None:
         problems: list[str] = []
-        if not isinstance(self.steps, int) or self.steps < 2:
-            problems.append(f"steps must be an integer >= 2 (frames per traversal); got {self.steps!r}")
-        if not isinstance(self.samples, int) or self.samples < 1:
-            problems.append(f"samples must be an integer >= 1; got {self.samples!r}")
-        if not isinstance(self.rows, int) or self.rows < 1:
-            problems.append(f"rows must be an integer >= 1; got {self.rows!r}")
-        if not isinstance(self.batch_size, int) or self.batch_size < 1:
-            problems.append(f"batch_size must be an integer >= 1; got {self.batch_size!r}")
-        if not isinstance(self.concurrency, int) or self.concurrency < 1:
-            problems.append(f"concurrency must be an integer >= 1; got {self.concurrency!r}")
-        if not (isinstance(self.timeout, (int, float)) and self.timeout > 0):
-            problems.append(f"timeout must be a positive number of seconds; got {self.timeout!r}")
+        for key, low, high, what in (
+            ("steps", 2, MAX_STEPS, "frames per traversal"),
+            ("samples", 1, MAX_SAMPLES, "answers per latent, each a call"),
+            ("rows", 1, MAX_ROWS, "base samples per grid"),
+            ("batch_size", 1, MAX_BATCH, "codes per forward call"),
+            ("concurrency", 1, MAX_CONCURRENCY, "calls in flight"),
+            ("seed", 0, SEED_MAX, "seed of the base samples"),
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                problems.append(f"{key} must be an integer >= {low} ({what}), at most {high:,}; "
+                                f"got {brief(value)}")
+        if not (isinstance(self.timeout, (int, float)) and math.isfinite(self.timeout)
+                and 0 < self.timeout <= MAX_TIMEOUT):
+            problems.append(f"timeout must be a positive number of seconds, at most {MAX_TIMEOUT:g}; "
+                            f"got {brief(self.timeout)}")
         if not (self.certainty == "bow" or str(self.certainty).startswith("semantic")):
             problems.append(
                 f"certainty must be 'bow', 'semantic' or 'semantic:<model path>'; got {self.certainty!r}"
             )
-        if not (isinstance(self.span, (int, float)) and math.isfinite(self.span) and self.span > 0):
-            problems.append(f"span must be a positive number of prior std; got {self.span!r}")
+        if not (isinstance(self.span, (int, float)) and math.isfinite(self.span)
+                and 0 < self.span <= MAX_SPAN):
+            problems.append(f"span must be a positive number of prior std, at most {MAX_SPAN:g}; "
+                            f"got {brief(self.span)}")
         if not (isinstance(self.threshold, (int, float)) and 0.0 <= self.threshold <= 1.0):
             problems.append(f"threshold must be between 0 and 1; got {self.threshold!r}")
         if self.bias not in BIASES:
@@ -144,8 +172,10 @@ class ExplainConfig:
             problems.append(f"top_k must be an integer >= 1 (or unset for all); got {self.top_k!r}")
         for key in ("directions", "ddim_steps"):
             value = getattr(self, key)
-            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
-                problems.append(f"{key} must be an integer >= 1 (or unset); got {value!r}")
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool)
+                                      or not 1 <= value <= MAX_DIFFUSION):
+                problems.append(f"{key} must be an integer from 1 to {MAX_DIFFUSION:,} (or unset); "
+                                f"got {brief(value)}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if not self.explainer or not isinstance(self.explainer, str):
@@ -160,8 +190,9 @@ class ExplainConfig:
         bad = [i for i in self.latents if i >= latent_dim]
         if bad:
             raise ConfigError(
-                f"latents {bad} out of range: this model has {latent_dim} latents "
-                f"(indices 0 to {latent_dim - 1})."
+                f"latents {brief(bad)} out of range: this model has {latent_dim} latents "
+                f"(indices 0 to {latent_dim - 1})" + (f"; {len(bad):,} indices are too large."
+                                                      if len(bad) > 6 else ".")
             )
         if not self.latents:
             raise ConfigError("latents: the list is empty; use 'all' or name at least one index.")
@@ -183,3 +214,26 @@ class ExplainConfig:
             if d[key] is None:
                 d[key] = ""
         return {k: str(v) for k, v in d.items()}
+
+
+def env_seconds(name: str, default: float) -> float:
+    """A number of seconds (>= 0) from the environment variable ``name``, or ``default`` when it is
+    unset; a ConfigError (exit 2) naming the variable when it is not such a number."""
+    raw = os.environ.get(name)
+    if raw is None or not raw.strip():
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"The environment variable {name} must be a number of seconds >= 0; got "
+                          f"{brief(raw)}. Unset it for the default ({default:g} s).")
+    return value
+
+
+def check_environment() -> None:
+    """Read every lexflow environment variable once, so a bad value fails before any work."""
+    env_seconds(names.ENV_CHECKPOINT_INTERVAL, 5.0)
+    env_seconds(names.ENV_TRACKING_WAIT_S, 120.0)
+    env_seconds(names.ENV_RESUME_STALE_S, 600.0)

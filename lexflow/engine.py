@@ -32,6 +32,7 @@ from lexflow.config import ExplainConfig
 from lexflow.errors import ConfigError
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
+from lexflow.sanitize import clean_response
 from lexflow.stages.decode import BatchDecoder, decode_traversals
 from lexflow.stages.evidence import Evidence, measure_traversal
 from lexflow.stages.plan import Plan, plan_for
@@ -318,6 +319,7 @@ def run_explainer(explainer: Explainer, requests: Sequence[ExplainRequest], *,
     responses = {i: r for i, r in done.items() if i in wanted}
     with progress_bar(len(todo), "explain", progress) as bar:
         for r in explainer.explain_many(todo, on_done=lambda _: bar.update()):
+            r = clean_response(r, (getattr(explainer, "_api_key", None),))  # hostile text
             responses[r.index] = r
             if checkpoint:
                 checkpoint.add_response(r)

@@ -67,6 +67,18 @@ class CheckpointError(LexflowError):
     """A checkpoint was trained with other settings or model code, or does not load: retrain it."""
 
 
+def brief(value: object, limit: int = 80) -> str:
+    """A repr of ``value`` bounded to about ``limit`` characters, for messages: a value read from
+    a file or an option may be huge, and a message must stay one readable line."""
+    import reprlib
+
+    r = reprlib.Repr()
+    r.maxstring, r.maxother, r.maxlist, r.maxtuple, r.maxdict, r.maxset = limit, limit, 6, 6, 4, 6
+    r.maxlevel = 3
+    text = r.repr(value)
+    return text if len(text) <= limit + 10 else text[:limit] + "...'"
+
+
 def did_you_mean(name: str, choices: Iterable[str]) -> str:
     """A ' Did you mean 'x'?' suffix when ``name`` is close to one of ``choices``, else ''."""
     close = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)

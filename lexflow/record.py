@@ -114,9 +114,21 @@ class ExplainResult:
 
     @property
     def status(self) -> str:
-        """complete, or partial when any latent's explainer calls all failed."""
-        failed = any(r.status == "failed" for r in self.latents)
+        """complete; partial when some latent's explainer calls all failed; failed when every
+        latent the explainer was asked about failed (nothing was explained)."""
+        asked = [r for r in self.latents if r.status != "inactive"]
+        failed = [r for r in asked if r.status == "failed"]
+        if failed and len(failed) == len(asked):
+            return names.STATUS_FAILED
         return names.STATUS_PARTIAL if failed else names.STATUS_COMPLETE
+
+    def no_answer_message(self) -> str:
+        """Why a run where no latent got an answer failed: the (redacted) provider errors."""
+        errors = list(dict.fromkeys(f.split(": ", 1)[-1] for r in self.latents for f in r.failures))
+        shown = "; ".join(errors[:3]) + (f"; and {len(errors) - 3} more" if len(errors) > 3 else "")
+        return (f"No latent got an answer from {self.explainer}: every call failed "
+                f"({shown or 'no reason given'}). Check the key, the server and its quota, then "
+                "run the same command again.")
 
     @property
     def active_latents(self) -> int:
@@ -272,6 +284,11 @@ def version_tags(result: ExplainResult) -> dict[str, str]:
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~])")
+# What Markdown renderers turn into links without any Markdown syntax (GFM autolinks, showdown's
+# simplifiedAutoLink and ghMentions, as in the MLflow UI): an entity in place of the character
+# that triggers them renders the same but matches no autolink pattern.
+_AUTOLINK = ((re.compile(r"://"), "&#58;//"), (re.compile(r"(?i)\b(www)\."), r"\1&#46;"),
+             (re.compile(r"@"), "&#64;"), (re.compile(r"(?i)\b(mailto|javascript|data):"), r"\1&#58;"))
 
 
 def md_escape(text: str, limit: int = 500) -> str:
@@ -280,7 +297,15 @@ def md_escape(text: str, limit: int = 500) -> str:
     text = bounded(text, limit)
     text = _MD_SPECIAL.sub(r"\\\1", text)
     # Raw HTML in Markdown: make tags inert (entities render as the characters themselves).
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    for pattern, inert in _AUTOLINK:
+        text = pattern.sub(inert, text)
+    return text
+
+
+DESCRIPTION_MAX = 5000  # characters of a model-version description a PostgreSQL store keeps
+DESCRIPTION_CELL = 200  # characters of one explanation in the description table (tags hold more)
+_GRID_CELL = re.compile(r" \[grid\]\([^)]*\) \|$")
 
 
 def description_section(result: ExplainResult) -> str:
@@ -299,7 +324,8 @@ def description_section(result: ExplainResult) -> str:
         "|---|---|---|---|",
     ]
     for r in result.latents:
-        text = md_escape(r.explanation) if r.explanation else f"*{names.NO_CLEAR_EXPLANATION}*"
+        text = (md_escape(r.explanation, DESCRIPTION_CELL) if r.explanation
+                else f"*{names.NO_CLEAR_EXPLANATION}*")
         if r.status == "inactive":
             text += " (inactive)"
         link = f"get-artifact?path={r.image.replace('/', '%2F')}&run_uuid={result.run_id}"
@@ -316,15 +342,75 @@ def status_section(message: str) -> str:
     return "\n".join([names.DESCRIPTION_BEGIN, md_escape(message, 2000), names.DESCRIPTION_END])
 
 
-def merge_description(existing: str | None, section: str) -> str:
-    """Replace the owned section of ``existing`` (or append it); the user's text is kept as is."""
+def _pointer(hidden: int) -> str:
+    return (f"{hidden} more latents are not listed here (a model-version description holds at "
+            f"most {DESCRIPTION_MAX:,} characters): every one is in `{names.REPORT_FILE}` of the "
+            f"run above and in the `{names.TAG_LATENT_PREFIX}*` tags.")
+
+
+def fit_section(section: str, room: int) -> str:
+    """``section`` shortened to at most ``room`` characters, or "" when not even its head fits.
+
+    Steps, until it fits: drop the grid links; bound every other line; list fewer latents
+    (explained ones first, in order) with a line pointing to the report; the head and the pointer
+    alone. The markers are always kept, so a later run finds and replaces the section."""
+    if len(section) <= room:
+        return section
+    lines = section.split("\n")
+    if len(lines) < 3 or lines[0] != names.DESCRIPTION_BEGIN or lines[-1] != names.DESCRIPTION_END:
+        return bounded(section, room) if room > 0 else ""
+    body = lines[1:-1]
+    sep = next((k for k, line in enumerate(body) if line.startswith("|---")), None)
+    if sep is None:
+        head, rows, tail = body, [], []
+    else:
+        end = sep + 1
+        while end < len(body) and body[end].startswith("| "):
+            end += 1
+        head, rows, tail = body[: sep + 1], body[sep + 1 : end], body[end:]
+        head = [line.replace(" | grid |", " |").replace("|---|---|---|---|", "|---|---|---|")
+                for line in head]
+        rows = [_GRID_CELL.sub("", row) for row in rows]
+    tail = [bounded(line, 300) for line in tail]
+
+    def build(kept: list[str], hidden: int) -> str:
+        pointer = ["", _pointer(hidden)] if hidden else []
+        return "\n".join([names.DESCRIPTION_BEGIN, *head, *kept, *pointer, *tail,
+                          names.DESCRIPTION_END])
+
+    if len(build(rows, 0)) <= room:
+        return build(rows, 0)
+    order = sorted(range(len(rows)), key=lambda k: (names.NO_CLEAR_EXPLANATION in rows[k], k))
+    chosen: set[int] = set()
+    for k in order:
+        trial = chosen | {k}
+        if len(build([rows[j] for j in sorted(trial)], len(rows) - len(trial))) > room:
+            break
+        chosen = trial
+    out = build([rows[j] for j in sorted(chosen)], len(rows) - len(chosen))
+    if len(out) <= room:
+        return out
+    title = [line for line in head if not line.startswith("|")]
+    out = "\n".join([names.DESCRIPTION_BEGIN, *title, _pointer(len(rows)), names.DESCRIPTION_END])
+    return out if len(out) <= room else ""
+
+
+def merge_description(existing: str | None, section: str, limit: int = DESCRIPTION_MAX) -> str:
+    """Replace the owned section of ``existing`` (or append it); the user's text is kept as is.
+
+    The result holds at most ``limit`` characters when the user's text does: lexflow's section is
+    shortened (:func:`fit_section`) to the room left beside it, and left out when none is left."""
     existing = existing or ""
     begin = existing.find(names.DESCRIPTION_BEGIN)
     end = existing.find(names.DESCRIPTION_END, begin + 1) if begin >= 0 else -1
     if begin >= 0 and end >= 0:
-        return existing[:begin] + section + existing[end + len(names.DESCRIPTION_END) :]
-    sep = "\n\n" if existing.strip() else ""
-    return existing.rstrip("\n") + sep + section if existing.strip() else section
+        before, after = existing[:begin], existing[end + len(names.DESCRIPTION_END) :]
+        return before + fit_section(section, limit - len(before) - len(after)) + after
+    if not existing.strip():
+        return fit_section(section, limit)
+    user = existing.rstrip("\n")
+    fitted = fit_section(section, limit - len(user) - 2)
+    return user + "\n\n" + fitted if fitted else existing
 
 
 _REPORT_CSS = """

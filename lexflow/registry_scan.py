@@ -31,6 +31,8 @@ from lexflow.coverage import Coverage
 from lexflow.errors import LexflowError
 from lexflow.tracking.registry import search_versions
 
+EXIT_PARTIAL = 3  # lexflow.cli.EXIT_PARTIAL: finished, but some latents got no answer
+
 # `lexflow explain` options that explain-registry does not pass on (it sets them itself).
 _NOT_FORWARDED = ("as_json", "no_progress", "dry_run")
 
@@ -41,12 +43,13 @@ class VersionOutcome:
 
     Attributes:
         name, version: the model version; uri: ``models:/name/version``.
-        ok: the explain process exited 0.
+        ok: the version got a complete explanation (a ``partial`` one is not ok).
         status: the lexflow status it ended with (complete, partial) or ``failed``.
         explainable_fraction: of the result, or None when it failed.
         run_id: the MLflow run, when one was written.
         seconds: wall time of the explain process.
-        exit_code: of the explain process (2: bad input, 1: failure while running).
+        exit_code: what ``lexflow explain`` would exit with (2: bad input, 1: failure while
+            running, 3: partial).
         reason: why it failed ("" when ok).
         coverage: the run's lexflow.coverage value (None when it failed).
     """
@@ -98,9 +101,18 @@ def explain_version(name: str, version: str, config: ExplainConfig,
         code = exc.exit_code if isinstance(exc, LexflowError) else 1
         return VersionOutcome(name, version, uri, False, names.STATUS_FAILED, None, None,
                               time.monotonic() - start, code, f"{type(exc).__name__}: {exc}")
-    return VersionOutcome(name, version, uri, True, result.status, result.explainable_fraction,
-                          result.run_id, time.monotonic() - start, 0,
-                          coverage=result.coverage.tag())
+    ok = result.status == names.STATUS_COMPLETE
+    return VersionOutcome(name, version, uri, ok, result.status, result.explainable_fraction,
+                          result.run_id, time.monotonic() - start, 0 if ok else EXIT_PARTIAL,
+                          "" if ok else _partial_reason(result), coverage=result.coverage.tag())
+
+
+def _partial_reason(result: Any) -> str:
+    asked = [r for r in result.latents if r.status != "inactive"]
+    failed = [r for r in asked if r.status == names.STATUS_FAILED]
+    first = next((f for r in failed for f in r.failures), "")
+    return (f"{len(failed)} of {len(asked)} latents got no answer"
+            + (f" (e.g. {first[:200]})" if first else ""))
 
 
 def explain_registry(
@@ -114,6 +126,9 @@ def explain_registry(
     if parallel < 1:
         raise click.BadParameter(f"must be >= 1, got {parallel}", param_hint="--parallel")
     config = config or ExplainConfig()
+    from lexflow.tracking.registry import check_reachable
+
+    check_reachable()  # a down server fails here, clearly, not as a bad filter
     versions = select_versions(filter_string, all_versions=all_versions,
                                min_coverage=min_coverage, count_skipped=count_skipped)
     outcomes: dict[tuple[str, str], VersionOutcome] = {}
@@ -143,8 +158,12 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
                      f"{o.run_id or '-'}")
         if not o.ok:
             lines.append(f"{'':<{w}}  reason: {o.reason[:500]}")
-    failed = sum(not o.ok for o in outcomes)
-    lines.append(f"\n{len(outcomes) - failed} explained, {failed} failed, of {len(outcomes)}.")
+    partial = sum(not o.ok and o.status == names.STATUS_PARTIAL for o in outcomes)
+    failed = sum(not o.ok for o in outcomes) - partial
+    parts = [f"{len(outcomes) - failed - partial} explained"]
+    if partial:
+        parts.append(f"{partial} partial (some latents got no answer)")
+    lines.append(f"\n{', '.join([*parts, f'{failed} failed'])}, of {len(outcomes)}.")
     return "\n".join(lines)
 
 
@@ -165,7 +184,7 @@ def command(filter_string: str | None, all_versions: bool, parallel: int,
     explanation of enough of its latents yet (coverage below the policy's min_coverage, default
     every latent; all versions with --all). Other options are those of `lexflow explain`.
 
-    Exit code 1 when any version failed (each failure is listed with its reason).
+    Exit code 1 when any version failed or is partial (each is listed with its reason).
     """
     from lexflow.cli import config_from_options
 
@@ -174,7 +193,7 @@ def command(filter_string: str | None, all_versions: bool, parallel: int,
     def progress(o: VersionOutcome) -> None:
         nonlocal total
         total += 1
-        state = o.status if o.ok else f"FAILED ({o.reason[:120]})"
+        state = o.status if o.ok else f"{o.status.upper()} ({o.reason[:120]})"
         click.echo(f"[{total}] {o.uri}: {state} in {o.seconds:.1f} s", err=True)
 
     try:

@@ -13,6 +13,11 @@ delivery id was not seen before (replays are refused with 409). Accepted
 ``model_version.created`` events are answered 202 at once and processed one at a time in a
 worker thread: ``lexflow.tracking.job.explain`` and then ``lexflow.gate.gate`` (recording the verdict
 as ``lexflow.gate.*`` tags and, when it passes, moving the ``--promote`` alias).
+
+Trust (see the README): only models named by ``--models`` (required; no default) are acted on,
+and only ONNX models are loaded unless ``--allow-pickle`` is given (lexflow.trust). Every
+connection has a read timeout (``--read-timeout``); a client that goes away mid-request costs
+one log line.
 """
 
 from __future__ import annotations
@@ -133,18 +138,24 @@ class ReceiverConfig:
         secret: the webhook's signing secret.
         policy_path: the gate policy; promote: alias set when the gate passes (None: none).
         explain_options: keyword arguments of :class:`lexflow.config.ExplainConfig`.
-        models: fnmatch patterns of registered model names to act on.
+        models: fnmatch patterns of registered model names to act on; empty: none (the allow-list
+            is explicit: ``*`` must be given to act on every model).
         tolerance: seconds a delivery's timestamp may differ from now.
         experiment: MLflow experiment of the explanation runs.
+        allow_pickle: also load models whose loading runs code (pickled PyTorch, pyfunc);
+            False: ONNX only (lexflow.trust).
+        read_timeout: seconds a connection may take to send its request.
     """
 
     secret: str
     policy_path: str
     promote: str | None = None
     explain_options: Mapping[str, Any] | None = None
-    models: tuple[str, ...] = ("*",)
+    models: tuple[str, ...] = ()
     tolerance: float = 300.0
     experiment: str | None = None
+    allow_pickle: bool = False
+    read_timeout: float = 30.0
 
 
 def process(job: Job, config: ReceiverConfig) -> str:
@@ -153,9 +164,15 @@ def process(job: Job, config: ReceiverConfig) -> str:
     from lexflow.errors import LexflowError
     from lexflow.gate import gate, load_policy
     from lexflow.tracking.job import explain
+    from lexflow.trust import UntrustedModelError, check_automatic
 
     uri = f"models:/{job.name}/{job.version}"
     policy = load_policy(config.policy_path)
+    try:
+        check_automatic(uri, allow_pickle=config.allow_pickle)
+    except UntrustedModelError as exc:  # nothing of the model was loaded; nothing is written
+        log.warning("refused %s: %s", uri, exc)
+        return "refused"
     try:
         explain(uri, ExplainConfig(**dict(config.explain_options or {})), progress=False,
                 experiment=config.experiment)
@@ -219,6 +236,14 @@ class Receiver:
 
         class Handler(BaseHTTPRequestHandler):
             server_version = "lexflow-webhooks"
+            timeout = receiver.config.read_timeout  # per connection (socket timeout)
+
+            def handle(self) -> None:
+                try:
+                    super().handle()
+                except (ConnectionError, TimeoutError) as exc:  # the client went away
+                    log.warning("%s: connection aborted (%s)", self.client_address[0],
+                                type(exc).__name__)
 
             def _reply(self, status: int, body: dict[str, Any]) -> None:
                 data = json.dumps(body).encode()
@@ -244,6 +269,11 @@ class Receiver:
                     self._reply(413, {"error": f"body must be 0..{MAX_BODY} bytes"})
                     return
                 body = self.rfile.read(length)
+                if len(body) < length:  # the client closed before sending its body
+                    log.warning("%s: connection aborted after %d of %d bytes",
+                                self.client_address[0], len(body), length)
+                    self.close_connection = True
+                    return
                 status, reason = receiver.accept(dict(self.headers.items()), body)
                 self._reply(status, {"status": status, "message": reason})
 
@@ -279,14 +309,21 @@ def main(argv: list[str] | None = None) -> None:
     @click.option("--rows", default=4, show_default=True, type=int, help="Base samples per latent.")
     @click.option("--samples", default=5, show_default=True, type=int, help="Answers per latent.")
     @click.option("--threshold", default=0.5, show_default=True, type=float, help="Certainty threshold.")
-    @click.option("--models", default="*", show_default=True,
-                  help="Comma-separated fnmatch patterns of registered model names to act on.")
+    @click.option("--models", default=None,
+                  help="Comma-separated fnmatch patterns of registered model names to act on "
+                       "(required: give '*' to act on every model).")
+    @click.option("--allow-pickle", is_flag=True,
+                  help="Also load models whose loading runs code (pickled PyTorch, pyfunc). "
+                       "Default: ONNX models only.")
+    @click.option("--read-timeout", default=30.0, show_default=True, type=float,
+                  help="Seconds a connection may take to send its request.")
     @click.option("--tolerance", default=300.0, show_default=True, type=float,
                   help="Seconds a delivery's timestamp may be away from now.")
     @click.option("--experiment", default=None, help="MLflow experiment of the explanation runs.")
     def cli(host: str, port: int, secret_env: str, policy_path: str, promote: str | None,
-            explainer: str, rows: int, samples: int, threshold: float, models: str,
-            tolerance: float, experiment: str | None) -> None:
+            explainer: str, rows: int, samples: int, threshold: float, models: str | None,
+            tolerance: float, experiment: str | None, allow_pickle: bool = False,
+            read_timeout: float = 30.0) -> None:
         """Receive MLflow model_version.created webhooks; explain and gate each new version."""
         from lexflow.config import ExplainConfig
         from lexflow.errors import LexflowError
@@ -298,6 +335,17 @@ def main(argv: list[str] | None = None) -> None:
                 raise click.UsageError(
                     f"The webhook secret is not set: export {secret_env}=<the secret given to "
                     "MlflowClient.create_webhook>. Unsigned deliveries are never accepted.")
+            patterns = tuple(p.strip() for p in (models or "").split(",") if p.strip())
+            if not patterns:
+                raise click.UsageError(
+                    "--models is required: the model names (fnmatch patterns, comma-separated) "
+                    "to act on, e.g. --models 'vae-*'; write --models '*' for every model.")
+            if not 0 < read_timeout <= 3600:
+                raise click.UsageError("--read-timeout must be between 0 and 3600 seconds.")
+            if promote:
+                from lexflow.gate.registry import check_alias
+
+                check_alias(promote)
             load_policy(policy_path)  # fail now, not at the first delivery
             options = {"explainer": explainer, "rows": rows, "samples": samples, "threshold": threshold}
             ExplainConfig(**options)  # type: ignore[arg-type]
@@ -306,8 +354,8 @@ def main(argv: list[str] | None = None) -> None:
             sys.exit(2)
         config = ReceiverConfig(secret=secret, policy_path=policy_path, promote=promote,
                                 explain_options=options,
-                                models=tuple(p.strip() for p in models.split(",") if p.strip()),
-                                tolerance=tolerance, experiment=experiment)
+                                models=patterns, tolerance=tolerance, experiment=experiment,
+                                allow_pickle=allow_pickle, read_timeout=read_timeout)
         receiver = Receiver(config, host, port)
         os.environ.setdefault(names.ENV_NO_PROGRESS, "1")
         click.echo(f"lexflow webhooks: listening on http://{host}:{receiver.port}/", err=True)

@@ -47,6 +47,7 @@ from lexflow.explainers.pricing import (
     text_tokens,
 )
 from lexflow.explainers.prompts import Bias, Prompt, build_prompt, get_bias, read_biases
+from lexflow.sanitize import clean
 
 log = logging.getLogger("lexflow.explainers")
 T = TypeVar("T")
@@ -271,8 +272,26 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         })
 
     def redact(self, text: str) -> str:
-        key = self._api_key
-        return text.replace(key, "***") if key and len(key) >= 8 else text
+        """Provider text made safe (lexflow.sanitize): controls stripped, this explainer's key
+        (at any length) and the environment's secrets replaced by ``***``."""
+        return clean(text, (self._api_key,)) or ""
+
+    def cleaned(self, reply: Reply) -> Reply:
+        """``reply`` with every provider string (text, refusal, model) cleaned, before anything
+        parses, caches, logs or writes it."""
+        return Reply(
+            text=None if reply.text is None else self.redact(reply.text),
+            input_tokens=reply.input_tokens, output_tokens=reply.output_tokens,
+            refusal=None if reply.refusal is None else self.redact(reply.refusal),
+            model=self.redact(reply.model or ""),
+        )
+
+    def parse(self, text: str | None) -> Answer:
+        """The answer in (cleaned) ``text``, its fields cleaned again: JSON escapes such as
+        ``\\u0000`` or an escaped key only become characters when the JSON is read."""
+        a = parse_answer(text)
+        return Answer(self.redact(a.sentence), self.redact(a.label), self.redact(a.increases),
+                      a.structured)
 
     # --- one call, with retries ---------------------------------------------------------------
     def delay(self, attempt: int, retry_after: float | None) -> float:
@@ -290,7 +309,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
                 async with sem:
                     reply = await asyncio.wait_for(self.call(client, prompt, seed=seed),
                                                    timeout=self.options.timeout)
-                return reply, "", attempt
+                return self.cleaned(reply), "", attempt
             except TimeoutError:  # asyncio.TimeoutError is TimeoutError since 3.11
                 fault = CallFailed(f"timed out after {self.options.timeout:g} s", transient=True)
             except Exception as exc:  # provider errors of every SDK: sorted by classify()
@@ -309,7 +328,9 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         hit = self.cache.get(key)
         if hit is not None:
             try:
-                return _Sample(parse_answer(hit.get("text")), cached=True, model=str(hit.get("model", "")))
+                text = hit.get("text")  # a cache written by an older lexflow may hold raw text
+                return _Sample(self.parse(None if text is None else self.redact(str(text))),
+                               cached=True, model=self.redact(str(hit.get("model", ""))))
             except AnswerRejected:
                 pass  # stored by an older reader; ask again
         seed = sample_seed(self.options.seed, request.index, k)
@@ -323,7 +344,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
             out.failure = f"refusal: {self.redact(reply.refusal)[:200]}"
             return out
         try:
-            out.answer = parse_answer(reply.text)
+            out.answer = self.parse(reply.text)
         except AnswerRejected as exc:
             out.failure = self.redact(str(exc))
             return out

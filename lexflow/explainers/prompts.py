@@ -115,7 +115,17 @@ CONDITIONAL = Bias(
     needs=("condition",),
 )
 
-_REGISTRY: dict[str, Bias] = {b.name: b for b in (DISENTANGLEMENT, COMBINATION, CONDITIONAL)}
+NO_BIAS = Bias(
+    name="none",
+    formula="",
+    mapping={"z_i": "pattern of change"},
+    statement="",
+    task="Describe the {z_i} that {latent} controls.",
+)
+"""The paper's ablation "without the bias prompts": the grid and the task, no statement of an
+inductive bias and no comparison row (the quality suite's ``no_bias`` variant)."""
+
+_REGISTRY: dict[str, Bias] = {b.name: b for b in (DISENTANGLEMENT, COMBINATION, CONDITIONAL, NO_BIAS)}
 
 
 def register_bias(bias: Bias, *, replace: bool = False) -> None:
@@ -170,14 +180,11 @@ def load_biases(path: str | Path, *, replace: bool = False) -> list[Bias]:
 
 
 def read_biases(path: str | Path) -> list[Bias]:
-    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML."""
-    import yaml
+    """Read one bias (a mapping) or several (a list, or ``biases: [...]``) from YAML (no aliases)."""
+    from lexflow.safe_yaml import read_yaml
 
     p = Path(path)
-    try:
-        data = yaml.safe_load(p.read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError(f"Could not read biases from {p}: {exc}") from exc
+    data = read_yaml(p, "biases file")
     if isinstance(data, Mapping) and "biases" in data:
         data = data["biases"]
     items = data if isinstance(data, list) else [data]
@@ -298,7 +305,7 @@ def build_prompt(request: ExplainRequest, *, bias: Bias | None = None,
         lines.append(COMPARISON_INTROS[kind].format(latent=context["latent"]))
         images.append(request.comparison_png)
         lines.append(bias.render(bias.statement, context))
-    elif not bias.comparison:
+    elif not bias.comparison and bias.statement:
         lines.append(bias.render(bias.statement, context))
     if grounding:
         lines.append(GROUNDING_INTRO.format(summary=grounding))

@@ -49,6 +49,8 @@ def gate(model_uri: str, policy: Policy, *, promote: str | None = None,
     """
     from lexflow.gate import registry
 
+    if promote is not None:
+        registry.check_alias(promote)
     embedder = None
     if policy.review.terms and policy.review.semantic_model:
         from lexflow.gate.semantic import local_embedder

@@ -267,32 +267,48 @@ def _explainer(policy: Policy, doc: Mapping[str, Any]) -> list[Check]:
     return out or [_ok("explainer", f"Explainer {uri!r} is accepted.")]
 
 
+def _word_forms(word: str) -> str:
+    """A word and its simple English inflections: gender(s), age(s|d|ing), ageing,
+    ethnicity/ethnicities, tone(s|d)."""
+    w = re.escape(word)
+    if len(word) > 2 and word.lower().endswith("y") and word[-2].lower() not in "aeiou":
+        return re.escape(word[:-1]) + r"(?:y|ies|ied)"
+    if word.lower().endswith("e"):
+        return w + r"(?:s|d|r|rs|ing)?|" + re.escape(word[:-1]) + r"(?:ing|ed|er|ers)"
+    return w + r"(?:s|es|ed|ing|er|ers)?"
+
+
 def term_pattern(term: str) -> re.Pattern[str]:
-    """A case-insensitive match of ``term`` on word boundaries (whitespace inside is flexible)."""
-    words = [re.escape(w) for w in term.split()]
-    return re.compile(r"(?<!\w)" + r"\s+".join(words) + r"(?!\w)", re.IGNORECASE)
+    """A case-insensitive match of ``term`` on word boundaries: its words joined by spaces,
+    hyphens, underscores or nothing ("skin tone", "skin-tone", "skintone"), each word in its
+    simple inflections ("genders", "aged")."""
+    words = [f"(?:{_word_forms(w)})" for w in re.split(r"[\s\-_]+", term.strip()) if w]
+    return re.compile(r"(?<![^\W_])" + r"[\s\-_]*".join(words) + r"(?![^\W_])", re.IGNORECASE)
 
 
 def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -> list[Check]:
     r = policy.review
     if not r.terms:
         return []
-    texts: list[tuple[str, str]] = []  # (label, text)
+    texts: list[tuple[str, str]] = []  # (label, text): the name, the explanation, every answer
     for rec in doc.get("latents") or []:
-        text = " ".join(t for t in (rec.get("name"), rec.get("explanation")) if t)
-        if text:
-            texts.append((str(rec.get("label", rec.get("index"))), text))
+        parts = [rec.get("name"), rec.get("explanation"), *(rec.get("answers") or [])]
+        seen = list(dict.fromkeys(str(t) for t in parts if t))
+        if seen:
+            texts.append((str(rec.get("label", rec.get("index"))), " | ".join(seen)))
     patterns = [(t, term_pattern(t)) for t in r.terms]
     hits: dict[str, list[str]] = {}
     for label, text in texts:
-        found = [t for t, pat in patterns if pat.search(text)]
+        found = [repr(t) if m.group(0).lower() == t.lower() else f"{t!r} (as {m.group(0)!r})"
+                 for t, pat in patterns if (m := pat.search(text))]
         if found:
-            hits[label] = [repr(t) for t in found]
+            hits[label] = found
     if embedder is not None and texts:
         sims = embedder([t for _, t in texts], list(r.terms))
         for (label, _), row in zip(texts, sims, strict=True):
             for term, s in zip(r.terms, row, strict=True):
-                if float(s) >= r.semantic_threshold and repr(term) not in hits.get(label, []):
+                if float(s) >= r.semantic_threshold and not any(
+                        h.startswith(repr(term)) for h in hits.get(label, [])):
                     hits.setdefault(label, []).append(f"{term!r} (similarity {float(s):.2f})")
     out: list[Check] = []
     missing, skipped = _uncovered(policy, doc)

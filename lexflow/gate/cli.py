@@ -47,6 +47,10 @@ def command(model_uri: str, policy_path: str, alias: str | None, record: bool, a
             from lexflow.gate.errors import GateInputError
 
             raise GateInputError("--promote needs an alias name, e.g. --promote champion.")
+        if alias is not None:
+            from lexflow.gate.registry import check_alias
+
+            check_alias(alias.strip())
         policy = load_policy(policy_path)
         result = gate(model_uri, policy, promote=alias, record=record)
     except LexflowError as exc:

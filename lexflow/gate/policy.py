@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from lexflow import names
-from lexflow.errors import did_you_mean
+from lexflow.errors import brief, did_you_mean
 from lexflow.gate.diffcheck import DIFF_KEYS, DiffPolicy, parse_diff
 from lexflow.gate.errors import PolicyError
 
@@ -113,13 +113,10 @@ def load_policy(path: str | Path) -> Policy:
 
 def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     """Validate policy YAML text; every problem is reported at once."""
-    import yaml
+    from lexflow.safe_yaml import load_yaml
 
     data = raw.encode() if isinstance(raw, str) else raw
-    try:
-        doc = yaml.safe_load(data)
-    except yaml.YAMLError as exc:
-        raise PolicyError(f"The policy {source} is not valid YAML: {exc}") from exc
+    doc = load_yaml(data, f"The policy {source}", PolicyError)
     if doc is None:
         doc = {}
     if not isinstance(doc, Mapping):
@@ -131,7 +128,7 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     _unknown(doc, _TOP, "", problems)
     schema = doc.get("schema", POLICY_SCHEMA)
     if schema != POLICY_SCHEMA:
-        problems.append(f"schema must be {POLICY_SCHEMA!r}; got {schema!r}")
+        problems.append(f"schema must be {POLICY_SCHEMA!r}; got {brief(schema)}")
     expl = _section(doc, "explanation", _EXPLANATION, problems)
     thr = _section(doc, "thresholds", _THRESHOLDS, problems)
     rev = _section(doc, "review", _REVIEW, problems)
@@ -141,8 +138,8 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     statuses = _strings(expl, "status", "explanation.status", problems, default=(names.STATUS_COMPLETE,))
     for s in statuses:
         if s not in STATUSES:
-            problems.append(f"explanation.status: {s!r} is not one of {', '.join(STATUSES)}."
-                            + did_you_mean(s, STATUSES))
+            problems.append(f"explanation.status: {brief(s)} is not one of {', '.join(STATUSES)}."
+                            + did_you_mean(str(s)[:100], STATUSES))
     if not statuses:
         problems.append("explanation.status must name at least one accepted status")
     spec = expl.get("lexflow_version")
@@ -154,14 +151,14 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
             SpecifierSet(spec)
         except InvalidSpecifier:
             problems.append(f"explanation.lexflow_version must be a version specifier such as "
-                            f"'>=0.1,<1'; got {spec!r}")
+                            f"'>=0.1,<1'; got {brief(spec)}")
     newer = _bool(expl, "newer_than_version", "explanation.newer_than_version", True, problems)
 
     min_frac = _fraction(thr, "min_explainable_fraction", "thresholds.min_explainable_fraction", problems)
     frac_of = thr.get("explainable_fraction_of", "all")
     if frac_of not in FRACTION_OF:
         problems.append(f"thresholds.explainable_fraction_of must be one of {', '.join(FRACTION_OF)}; "
-                        f"got {frac_of!r}." + did_you_mean(str(frac_of), FRACTION_OF))
+                        f"got {brief(frac_of)}." + did_you_mean(str(frac_of)[:100], FRACTION_OF))
     min_cert = _fraction(thr, "min_mean_certainty", "thresholds.min_mean_certainty", problems)
     min_cov = _fraction(thr, "min_coverage", "thresholds.min_coverage", problems)
     count_skipped = _bool(thr, "count_skipped", "thresholds.count_skipped", False, problems)
@@ -171,11 +168,11 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
         problems.append("review.terms must not contain empty terms")
     action = rev.get("action", "fail")
     if action not in REVIEW_ACTIONS:
-        problems.append(f"review.action must be one of {', '.join(REVIEW_ACTIONS)}; got {action!r}."
-                        + did_you_mean(str(action), REVIEW_ACTIONS))
+        problems.append(f"review.action must be one of {', '.join(REVIEW_ACTIONS)}; got {brief(action)}."
+                        + did_you_mean(str(action)[:100], REVIEW_ACTIONS))
     model = rev.get("semantic_model")
     if model is not None and not isinstance(model, str):
-        problems.append(f"review.semantic_model must be a local directory path; got {model!r}")
+        problems.append(f"review.semantic_model must be a local directory path; got {brief(model)}")
     sem_thr = _fraction(rev, "semantic_threshold", "review.semantic_threshold", problems)
 
     require_mllm = _bool(exp, "require_mllm", "explainer.require_mllm", False, problems)
@@ -183,8 +180,9 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     deny = _strings(exp, "deny", "explainer.deny", problems)
 
     if problems:
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
         raise PolicyError(f"The policy {source} has {len(problems)} problem(s):\n  - "
-                          + "\n  - ".join(problems))
+                          + "\n  - ".join(shown))
     return Policy(
         statuses=statuses, lexflow_version=spec, newer_than_version=newer,
         min_explainable_fraction=min_frac, explainable_fraction_of=str(frac_of),
@@ -201,8 +199,8 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
 def _unknown(section: Mapping[Any, Any], known: tuple[str, ...], where: str, problems: list[str]) -> None:
     for key in section:
         if key not in known:
-            problems.append(f"unknown key {where}{key!r}; known: {', '.join(known)}."
-                            + did_you_mean(str(key), known))
+            problems.append(f"unknown key {where}{brief(key)}; known: {', '.join(known)}."
+                            + did_you_mean(str(key)[:100], known))
 
 
 def _section(doc: Mapping[Any, Any], key: str, known: tuple[str, ...],
@@ -211,7 +209,7 @@ def _section(doc: Mapping[Any, Any], key: str, known: tuple[str, ...],
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        problems.append(f"{key} must be a mapping; got {value!r}")
+        problems.append(f"{key} must be a mapping; got {brief(value)}")
         return {}
     _unknown(value, known, f"in {key}: ", problems)
     return value
@@ -225,7 +223,7 @@ def _strings(section: Mapping[Any, Any], key: str, where: str, problems: list[st
     if isinstance(value, str):
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.append(f"{where} must be a list of strings; got {value!r}")
+        problems.append(f"{where} must be a list of strings; got {brief(value)}")
         return default
     return tuple(value)
 
@@ -233,7 +231,7 @@ def _strings(section: Mapping[Any, Any], key: str, where: str, problems: list[st
 def _bool(section: Mapping[Any, Any], key: str, where: str, default: bool, problems: list[str]) -> bool:
     value = section.get(key, default)
     if not isinstance(value, bool):
-        problems.append(f"{where} must be true or false; got {value!r}")
+        problems.append(f"{where} must be true or false; got {brief(value)}")
         return default
     return value
 
@@ -245,6 +243,6 @@ def _fraction(section: Mapping[Any, Any], key: str, where: str, problems: list[s
     ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
           and math.isfinite(value) and 0.0 <= value <= 1.0)
     if not ok:
-        problems.append(f"{where} must be a number between 0 and 1; got {value!r}")
+        problems.append(f"{where} must be a number between 0 and 1; got {brief(value)}")
         return None
     return float(value)

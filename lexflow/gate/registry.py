@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from typing import Any
 
@@ -66,6 +67,11 @@ def read_version(model_uri: str) -> VersionEvidence:
                 f"{uri} points at explanation run {run_id}, which cannot be read ({exc}); it was "
                 f"probably deleted. Run `lexflow explain {uri}` again."
             ) from exc
+        if str(getattr(run.info, "lifecycle_stage", "")) == "deleted":
+            raise StaleExplanationError(
+                f"{uri} points at explanation run {run_id}, which was deleted: its explanation "
+                f"no longer counts. Run `lexflow explain {uri}` again."
+            )
         start_ms = int(run.info.start_time) if run.info.start_time is not None else None
         doc = _download_explanations(run_id, uri)
         _check_document(doc, uri, model.name, model.version, run_id)
@@ -161,6 +167,23 @@ def record(result: GateResult, name: str, version: str) -> None:
     except _mlflow_error() as exc:
         raise TrackingError(
             f"Could not record the gate's verdict on models:/{name}/{version}: {exc}") from exc
+
+
+_ALIAS = re.compile(r"[A-Za-z0-9_-]{1,255}")
+_RESERVED_ALIAS = re.compile(r"(?i)latest|v\d+")
+
+
+def check_alias(alias: str) -> None:
+    """Refuse an alias MLflow would refuse, before anything is judged or written (exit 2):
+    letters, digits, ``_`` and ``-``; not ``latest`` and not ``v<number>`` (version names)."""
+    from lexflow.errors import brief
+    from lexflow.gate.errors import GateInputError
+
+    if not _ALIAS.fullmatch(alias) or _RESERVED_ALIAS.fullmatch(alias):
+        raise GateInputError(
+            f"--promote: {brief(alias)} cannot be an alias. Use letters, digits, '_' and '-' (at "
+            "most 255); 'latest' and 'v<number>' are reserved for versions. E.g. --promote champion."
+        )
 
 
 def promote(name: str, version: str, alias: str) -> None:

@@ -83,8 +83,9 @@ def read_references(path: str | os.PathLike[str], explained: Explained) -> dict[
     """Index -> references, checked against the run's latents (every problem in one error)."""
     try:
         lines = Path(path).read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise ReferencesError(f"Could not read the reference file {path}: {exc}") from exc
+    except (OSError, UnicodeDecodeError) as exc:  # a non-UTF-8 file is bad input
+        raise ReferencesError(f"Could not read the reference file {path} as UTF-8 text: "
+                              f"{exc}") from exc
     refs: dict[int, list[str]] = {}
     problems: list[str] = []
     for n, line in enumerate(lines, 1):

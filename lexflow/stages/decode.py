@@ -106,6 +106,11 @@ class BatchDecoder:
                 raw = self.decoder.decode(chunk)
             except (ModelContractError, DecodeError):
                 raise
+            except SystemExit as exc:  # model code never decides lexflow's exit code
+                raise DecodeError(
+                    f"The decoder called sys.exit({exc.code!r}) while decoding; model code may not "
+                    "end lexflow. Fix the model's decode method."
+                ) from exc
             except Exception as exc:  # user model code can raise anything
                 raise DecodeError(
                     f"The decoder raised {type(exc).__name__} on a batch of {len(chunk)} codes "

@@ -32,7 +32,7 @@ import uuid
 from typing import Any
 
 from lexflow import names
-from lexflow.config import ExplainConfig
+from lexflow.config import ExplainConfig, env_seconds
 from lexflow.engine import Restored
 from lexflow.explainers.base import ExplainResponse
 from lexflow.stages.evidence import Evidence, PropertyChange, RegionChange
@@ -97,7 +97,7 @@ def find_resumable(model: ResolvedModel, key: str, *, env_run: bool = True) -> s
     run_tags = info["tags"]
     if run_tags.get(names.RUN_TAG_CONFIG_KEY) != key:
         return None
-    stale = float(os.environ.get(names.ENV_RESUME_STALE_S, "600"))
+    stale = env_seconds(names.ENV_RESUME_STALE_S, 600.0)
     if info["status"] == "RUNNING" and _owner_alive(
         run_tags.get(names.RUN_TAG_OWNER), run_tags.get(names.RUN_TAG_HEARTBEAT), stale
     ):
@@ -144,8 +144,8 @@ class Checkpoint:
 
     def __init__(self, run_id: str, key: str, *, interval: float | None = None) -> None:
         self.run_id, self.key = run_id, key
-        env = os.environ.get(names.ENV_CHECKPOINT_INTERVAL)
-        self.interval = interval if interval is not None else float(env) if env else 5.0
+        self.interval = (interval if interval is not None
+                         else env_seconds(names.ENV_CHECKPOINT_INTERVAL, 5.0))
         self._buffer: dict[str, dict[str, Any]] = {"measured": {}, "comparison": {}, "response": {}}
         self._last = time.monotonic()
         self._seq = 0

@@ -21,10 +21,11 @@ from typing import Any
 
 from lexflow import engine, names
 from lexflow.adapters.base import load_decoder
-from lexflow.config import ExplainConfig
-from lexflow.errors import TrackingError
+from lexflow.config import ExplainConfig, check_environment, env_seconds
+from lexflow.errors import ExplainerError, TrackingError
 from lexflow.explainers.base import get_explainer
 from lexflow.record import ExplainResult, description_section, version_tags
+from lexflow.sanitize import clean
 from lexflow.tracking import checkpoint as ckpt
 from lexflow.tracking import registry, runs
 from lexflow.tracking.explanations import log_outputs
@@ -61,7 +62,17 @@ def explain(
     Returns the :class:`ExplainResult`; raises a :class:`lexflow.errors.LexflowError` subclass
     with a message for the user on bad input or failure.
     """
+    from lexflow.signals import sigterm_raises
+
     config = config or ExplainConfig()
+    check_environment()  # a bad LEXFLOW_* number fails now, not inside the failure handling
+    with sigterm_raises():  # SIGTERM ends the run like Ctrl-C: tagged failed, with lexflow.error
+        return _explain(model_uri, config, progress=progress, experiment=experiment,
+                        run_id=run_id, env_run=env_run)
+
+
+def _explain(model_uri: str, config: ExplainConfig, *, progress: bool, experiment: str | None,
+             run_id: str | None, env_run: bool) -> ExplainResult:
     registry.check_reachable()
     explainer = get_explainer(config.explainer, explainer_options(config))
     model = registry.resolve(model_uri)
@@ -82,9 +93,9 @@ def explain(
                 names.RUN_TAG_MODEL_URI: model.download_uri, names.TAG_VERSION: _version(),
                 names.RUN_TAG_CONFIG_KEY: key, names.RUN_TAG_OWNER: ckpt.owner_tag(),
                 names.RUN_TAG_RESUMED: str(len(restored))})
-            if tags:
-                tags.begin(explainer.uri)
             try:
+                if tags:  # inside the failure handling: an interrupted begin ends as failed
+                    tags.begin(explainer.uri)
                 result = engine.explain_decoder(decoder, info, config, explainer,
                                                 checkpoint=checkpoint, prepared=prepared,
                                                 progress=progress)
@@ -93,6 +104,8 @@ def explain(
                     model_version=model.version, run_id=run.run_id)
                 log_outputs(run.run_id, result)
                 runs.log_metrics(run.run_id, result.metrics())
+                if result.status == names.STATUS_FAILED:  # nothing answered: not a result
+                    raise ExplainerError(result.no_answer_message())
                 if tags:
                     tags.complete(version_tags(result), description_section(result), result.status)
             except BaseException as exc:
@@ -111,10 +124,11 @@ def _record_failure(exc: BaseException, run_id: str, tags: VersionTags | None,
             checkpoint.flush()
         except Exception as flush_exc:
             print(f"lexflow: could not save the checkpoint: {flush_exc}", file=sys.stderr)
-    wait = float(os.environ.get(names.ENV_TRACKING_WAIT_S, "120"))
+    wait = env_seconds(names.ENV_TRACKING_WAIT_S, 120.0)  # checked at the start
     back = registry.wait_for_server(wait) if lost else True
     if tags and back:
         msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+        msg = clean(msg) or type(exc).__name__  # may quote model or provider text
         try:
             tags.fail(msg)
         except Exception as tag_exc:  # keep the original error in front

@@ -84,6 +84,12 @@ def resolve(uri: str) -> ResolvedModel:
             "or models:/m-<model id>."
         )
     rest = match.group("rest").strip("/")
+    name_part = rest.split("@", 1)[0].rsplit("/", 1)[0] if ("@" in rest or "/" in rest) else rest
+    if not name_part.strip() or ("@" in rest and not rest.split("@", 1)[1].strip()):
+        raise ModelNotFoundError(
+            f"{uri!r} names no model (or no alias). Use models:/<name>/<version>, "
+            "models:/<name>@<alias> or models:/m-<model id>."
+        )
     c = client()
     try:
         if rest.startswith("m-") and "/" not in rest and "@" not in rest:
@@ -126,6 +132,8 @@ def resolve(uri: str) -> ResolvedModel:
                 f"or models:/{rest}/latest."
             )
     except MlflowException as exc:
+        if getattr(exc, "error_code", "") == "INVALID_PARAMETER_VALUE":  # the URI, not the server
+            raise ModelNotFoundError(f"{uri!r} is not a valid model URI: {exc.message}") from exc
         raise TrackingError(f"The model registry failed while resolving {uri!r}: {exc}") from exc
     return ResolvedModel(uri, f"models:/{mv.name}/{mv.version}", mv.name, str(mv.version))
 
@@ -242,6 +250,9 @@ def search_versions(filter_string: str | None) -> list[dict[str, Any]]:
             if not token:
                 break
     except MlflowException as exc:
+        if is_connection_error(exc):
+            raise TrackingError(f"The MLflow tracking server at {tracking_uri()} stopped "
+                                f"answering while searching model versions: {exc}") from exc
         bad_input = "INVALID_PARAMETER_VALUE" in str(getattr(exc, "error_code", ""))
         raise (ConfigError if bad_input else TrackingError)(
             f"The model registry rejected the filter {filter_string!r}: {exc}. Filters look like "

@@ -49,6 +49,7 @@ class VersionTags:
     def __init__(self, name: str, version: str, run_id: str) -> None:
         self.name, self.version, self.run_id = name, version, run_id
         self.c = client()
+        self.began = False  # begin() was called (its first write may be all that happened)
 
     def _current(self) -> dict[str, str]:
         return dict(self.c.get_model_version(self.name, self.version).tags)
@@ -68,6 +69,10 @@ class VersionTags:
         )
 
     def begin(self, explainer: str) -> None:
+        # The status goes to running before anything else changes: a begin interrupted at any
+        # point never leaves the previous run's `complete` over this run's id or tags.
+        self.began = True
+        self._set(names.TAG_STATUS, names.STATUS_RUNNING)
         for _ in range(3):
             self._set(names.TAG_RUN_ID, self.run_id)
             self._delete([k for k in self._current()
@@ -121,8 +126,14 @@ class VersionTags:
 
     def fail(self, message: str) -> None:
         current = self._current()
-        if current.get(names.TAG_RUN_ID) not in (None, self.run_id):
-            return  # another run owns the version now
+        owner = current.get(names.TAG_RUN_ID)
+        if owner not in (None, self.run_id):
+            # Another run's id: it owns the version, unless this run's begin was cut short right
+            # after setting `running` over a run that has ended (then the failure is ours).
+            interrupted = (self.began and current.get(names.TAG_STATUS) == names.STATUS_RUNNING
+                           and not self._run_active(owner))
+            if not interrupted:
+                return
         self._delete([k for k in current if k.startswith(names.TAG_LATENT_PREFIX)
                       or k in (names.TAG_EXPLAINABLE_FRACTION, names.TAG_COVERAGE)])
         self._set(names.TAG_RUN_ID, self.run_id)

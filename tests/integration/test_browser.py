@@ -24,7 +24,9 @@ CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
 MARKER = "lexflow-visible-7f3"
 EVIL = (f"{MARKER} <script>window.__pwned=1</script><img src=x onerror=\"window.__pwned=2\"> "
-        "**bold** [click](javascript:window.__pwned=3) | a | b | ![x](javascript:window.__pwned=4)")
+        "**bold** [click](javascript:window.__pwned=3) | a | b | ![x](javascript:window.__pwned=4) "
+        "https://evil.example/a www.evil.example @mallory mallory@evil.example")
+LINK_BAIT = ("evil.example", "mallory")  # bare URLs, www. hosts, @mentions, e-mail addresses
 OUT = REPO_ROOT / "test-output"
 
 
@@ -125,6 +127,8 @@ def test_explanations_are_visible_and_inert(tracking: str, no_progress: None, br
     assert _pwned(browser) is None
     assert not browser.find_elements("css selector", "a[href^='javascript']")
     assert not browser.find_elements("xpath", "//img[@src='x']")
+    links = [a.get_attribute("href") or "" for a in browser.find_elements("css selector", "a")]
+    assert not [h for h in links if any(b in h for b in LINK_BAIT)], "answer text became a link"
 
     # the report: MLflow serves artifacts as attachments (never rendered on its origin) ...
     import requests

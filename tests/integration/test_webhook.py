@@ -108,7 +108,8 @@ def receiver(webhook_server: Server, tmp_path_factory: pytest.TempPathFactory) -
     log = root / "receiver.log"
     env = subprocess_env(webhook_server.url, LEXFLOW_WEBHOOK_SECRET=SECRET)
     cmd = [sys.executable, "-m", "lexflow.webhooks", "--port", str(port), "--policy", str(policy),
-           "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*"]
+           "--promote", "gated", "--rows", "3", "--tolerance", "60", "--models", "hook-*",
+           "--allow-pickle"]
     proc = spawn(cmd, log, env, cwd=REPO_ROOT)
     try:
         wait_http(f"http://127.0.0.1:{port}/health", proc, log, "lexflow.webhooks")

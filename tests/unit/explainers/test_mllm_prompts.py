@@ -85,6 +85,17 @@ def test_conditional_prompt_names_the_condition(requests) -> None:
     ])
 
 
+def test_no_bias_prompt_is_the_grid_and_the_task_only(requests) -> None:
+    """The paper's ablation: no bias statement and no comparison row, even when one was made."""
+    prompt = build_prompt(replace(requests[0], bias="none"))
+    assert prompt.text == "\n".join([
+        INTRO,
+        "Describe the pattern of change that z_0 controls.",
+        FORMAT,
+    ])
+    assert prompt.images == (requests[0].grid_png,)
+
+
 def test_grounding_puts_the_measurements_in_the_prompt(requests) -> None:
     summary = evidence_summary(requests[0].evidence, requests[0].comparison_evidence)
     assert summary.startswith("horizontal position goes from 0.2")
