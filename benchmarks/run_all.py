@@ -49,6 +49,8 @@ class Part:
 PARTS = (
     Part("decode", "Traversal decode speed", ("benchmarks/decode.py",)),
     Part("demo_factors", "Factor identification on the demo model", ("benchmarks/demo_factors.py",)),
+    Part("diff_permutation", "lexflow diff: recovering permuted, sign-flipped copies of the demo VAE",
+         ("benchmarks/diff_permutation.py",)),
     Part("checkpoints", "The shipped checkpoints", ("benchmarks/checkpoints.py",), fence=""),
     Part("quality", "Quality suite on the synthetic families (measure explainer)",
          ("benchmarks/quality.py", "--train"), fence=""),

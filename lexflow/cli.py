@@ -51,6 +51,7 @@ LAZY_COMMANDS = {
     "calibrate": "lexflow.calibration:command",
     "evaluate": "lexflow.quality.cli:command",
     "explain-registry": "lexflow.registry_scan:command",
+    "diff": "lexflow.diff.cli:command",
 }
 
 
@@ -238,8 +239,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
     if result.skipped:
         click.echo(f"{'':>{max(6, width)}}  skipped ({result.skip_reason()}): "
                    + ", ".join(r.label for r in result.skipped))
-    click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {len(result.latents)} · "
-               f"mean certainty {result.mean_certainty:.2f}")
+    click.echo(f"\nexplainable: {result.explainable_fraction:.0%} of {result.latent_dim} · "
+               f"mean certainty {result.mean_certainty:.2f} · coverage: {result.coverage.describe()}")
     if failed:
         click.echo(f"partial: {len(failed)} of {len(asked)} latents got no answer (failures above); "
                    f"exit code {EXIT_PARTIAL}.", err=True)

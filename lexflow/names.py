@@ -129,3 +129,32 @@ ENV_TRACKING_WAIT_S = "LEXFLOW_TRACKING_WAIT_S"  # how long to wait for a lost s
 ENV_HTTP_MAX_RETRIES = "MLFLOW_HTTP_REQUEST_MAX_RETRIES"
 ENV_HTTP_BACKOFF_FACTOR = "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR"
 ENV_HTTP_TIMEOUT = "MLFLOW_HTTP_REQUEST_TIMEOUT"
+
+# --- `lexflow diff`: meanings across versions (lexflow.diff) ---
+# Version tags on the candidate: lexflow.diff.<against>.<field>, where <against> names the other
+# version (its alias, v<version> or m-<id>; see lexflow.diff.record.against_key).
+TAG_DIFF_PREFIX = "lexflow.diff."
+DIFF_FIELDS = ("against", "run_id", "summary", "same", "changed", "lost", "new", "unclear",
+               "latents", "checked_at")
+DIFF_DIR = "lexflow/diff"  # lexflow/diff/<against>.json on the candidate's explanation run
+DIFF_SCHEMA = "lexflow.diff/1"
+
+
+def diff_tag(against: str, field: str) -> str:
+    """``lexflow.diff.champion.lost`` (``field`` one of :data:`DIFF_FIELDS`)."""
+    if field not in DIFF_FIELDS:
+        raise ValueError(f"unknown diff tag field {field!r}")
+    return f"{TAG_DIFF_PREFIX}{against}.{field}"
+
+
+def diff_path(against: str) -> str:
+    return f"{DIFF_DIR}/{against}.json"
+
+# --- coverage: how much of the latent space a run looked at (lexflow.coverage) ---
+TAG_COVERAGE = "lexflow.coverage"  # "measured 8/8: 6 explained, ... 0 skipped[; subset top_k=2]"
+METRIC_COVERAGE = "coverage"  # latents measured / latent_dim
+METRIC_LATENTS_MEASURED = "latents_measured"
+METRIC_LATENTS_EXPLAINED = "latents_explained"
+METRIC_LATENTS_SKIPPED = "latents_skipped"
+METRIC_LATENTS_INACTIVE = "latents_inactive"
+METRIC_LATENTS_FAILED = "latents_failed"

@@ -16,6 +16,7 @@ from typing import Any
 
 from lexflow import names
 from lexflow._version import __version__
+from lexflow.coverage import Coverage
 
 LATENT_STATUSES = ("explained", "unclear", "inactive", "failed", "skipped")
 SKIPPED = "skipped"  # active, but not among the top_k most active items: measured, not explained
@@ -29,7 +30,7 @@ class LatentResult:
         index: latent index; label: its zero-padded form used in tags and file names.
         status: explained (certainty >= threshold), unclear (below it), inactive (the images do
             not change; no explainer asked), failed (every answer failed) or skipped (active, but
-            not among the ``top_k`` most active; measured, not explained, not counted).
+            not among the ``top_k`` most active; measured, not explained; see lexflow.coverage).
         explanation: the kept answer, or None ("No clear explanation").
         explainable: whether the explanation is reported.
         certainty: mean pairwise similarity of the answers in [0, 1] (0 for inactive latents).
@@ -102,9 +103,16 @@ class ExplainResult:
 
     @property
     def explainable_fraction(self) -> float:
-        if not self.latents:
-            return 0.0
-        return sum(r.explainable for r in self.latents) / len(self.latents)
+        """Explainable latents over all ``latent_dim`` latents of the model, not over the subset
+        a run chose (``--latents``, ``--top-k``): a latent not explained counts as not explainable."""
+        total = max(self.latent_dim, len(self.latents))
+        return sum(r.explainable for r in self.latents) / total if total else 0.0
+
+    @property
+    def coverage(self) -> Coverage:
+        """What the run covered: latents measured / latent_dim and the count of each status."""
+        statuses = [r.status for r in self.latents] + [SKIPPED] * len(self.skipped)
+        return Coverage.of(self.latent_dim, statuses, self.config)
 
     @property
     def mean_certainty(self) -> float:
@@ -159,6 +167,7 @@ class ExplainResult:
                     for r in self.latents})
         if self.top_k is not None:
             out[names.METRIC_SKIPPED_LATENTS] = float(len(self.skipped))
+        out.update(self.coverage.metrics())
         return out
 
     def _skipped_dict(self, r: LatentResult) -> dict[str, Any]:
@@ -222,6 +231,7 @@ class ExplainResult:
                 "active_latents": self.active_latents,
                 "explained_latents": len(self.latents),
             },
+            "coverage": self.coverage.to_dict(),
             "usage": self.usage,
             "latents": [asdict(r) for r in self.latents],
             **({"traversal": self.traversal} if self.traversal else {}),
@@ -272,6 +282,7 @@ def version_tags(result: ExplainResult) -> dict[str, str]:
         names.TAG_VERSION: result.lexflow_version,
         names.TAG_EXPLAINER: bounded(result.explainer),
         names.TAG_EXPLAINABLE_FRACTION: f"{result.explainable_fraction:.3f}",
+        names.TAG_COVERAGE: result.coverage.tag(),
     }
     for r in result.latents:
         tags[names.latent_tag(r.index, d)] = tag_text(r)
@@ -375,8 +386,10 @@ def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS)
         f"### Latent explanations (lexflow {result.lexflow_version})",
         "",
         f"Run `{result.run_id}` · explainer `{md_escape(result.explainer, 200)}` · "
-        f"{result.explainable_fraction:.0%} of {len(result.latents)} latents explainable · "
+        f"{result.explainable_fraction:.0%} of {result.latent_dim} latents explainable · "
         f"mean certainty {result.mean_certainty:.2f}",
+        "",
+        f"Coverage: {md_escape(result.coverage.describe(), 300)}",
         "",
         "| latent | explanation | certainty | grid |",
         "|---|---|---|---|",
@@ -400,7 +413,7 @@ def description_section(result: ExplainResult, strips: int = DESCRIPTION_STRIPS)
     if result.skipped:
         labels = ", ".join(r.label for r in result.skipped)
         lines.append(f"\nSkipped (not among the {result.config.get('top_k')} most active latents, "
-                     f"not explained and not counted in the fraction): {labels}")
+                     f"not explained, counted as not explainable in the fraction): {labels}")
     lines.append(names.DESCRIPTION_END)
     return "\n".join(lines)
 
@@ -532,9 +545,9 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         + ("" if result.explainer_is_mllm else " (a measurement explainer, not an MLLM)")
         + f" · run <code>{e(result.run_id)}</code> · lexflow {e(result.lexflow_version)}"
         f" · {e(result.created)}</p>",
-        f"<p><b>{d['summary']['explainable_fraction']:.0%}</b> of {len(result.latents)} latents "
+        f"<p><b>{d['summary']['explainable_fraction']:.0%}</b> of {result.latent_dim} latents "
         f"explainable · mean certainty <b>{result.mean_certainty:.2f}</b> · "
-        f"{result.active_latents} active</p>",
+        f"{result.active_latents} active · coverage: {e(result.coverage.describe())}</p>",
     ]
     chart = images.get(names.CERTAINTY_CHART)
     if chart:
@@ -589,8 +602,8 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
         labels = ", ".join(r.label for r in result.skipped)
         skipped = (f"<section id='skipped'><h2>Skipped latents</h2><p>Not among the "
                    f"{e(str(result.config.get('top_k')))} most active latents (top_k): "
-                   f"{e(labels)}. They were measured but not explained, and are not counted "
-                   f"in the explainable fraction.</p></section>")
+                   f"{e(labels)}. They were measured but not explained, and count as not "
+                   f"explainable in the explainable fraction.</p></section>")
     if result.render_failures:
         skipped += ("<section id='render-failures'><h2>Pictures not drawn</h2><ul>"
                     + "".join(f"<li>{e(f)}</li>" for f in result.render_failures)

@@ -5,8 +5,11 @@ MLflow layer writes every run by its explicit id, so runs share a process safely
 version is reported with its reason and the rest go on. (A native-library abort, e.g. a segfault
 in a decoder, would end all of them: run such models one ``lexflow explain`` at a time.)
 
-By default a version is picked when it has no complete lexflow explanation (``lexflow.status`` is
-missing, running, failed or partial); ``--all`` picks every matching version.
+By default a version is picked when it has no complete lexflow explanation of enough of its
+latents: ``lexflow.status`` is missing, running, failed or partial, or its ``lexflow.coverage``
+is missing or below the policy's ``thresholds.min_coverage`` (``--policy``; default 1.0, every
+latent, with ``--top-k``'s skipped latents counted only under ``thresholds.count_skipped``);
+``--all`` picks every matching version.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import click
 
 from lexflow import names
 from lexflow.config import ExplainConfig
+from lexflow.coverage import Coverage
 from lexflow.errors import LexflowError
 from lexflow.tracking.registry import search_versions
 
@@ -47,6 +51,7 @@ class VersionOutcome:
         exit_code: what ``lexflow explain`` would exit with (2: bad input, 1: failure while
             running, 3: partial).
         reason: why it failed ("" when ok).
+        coverage: the run's lexflow.coverage value (None when it failed).
     """
 
     name: str
@@ -59,14 +64,28 @@ class VersionOutcome:
     seconds: float
     exit_code: int
     reason: str = ""
+    coverage: str | None = None
 
 
-def select_versions(filter_string: str | None, *, all_versions: bool) -> list[dict[str, Any]]:
-    """Versions matching ``filter_string``; without ``all_versions`` only those not complete."""
+def is_done(tags: dict[str, str], *, min_coverage: float = 1.0, count_skipped: bool = False) -> bool:
+    """Whether a version's tags say it is explained: complete, with a ``lexflow.coverage`` that
+    meets ``min_coverage`` (skipped latents counted only with ``count_skipped``). A version
+    explained before coverage was recorded has no such tag and is not done."""
+    if tags.get(names.TAG_STATUS) != names.STATUS_COMPLETE:
+        return False
+    coverage = Coverage.from_tag(tags.get(names.TAG_COVERAGE))
+    return coverage is not None and coverage.fraction(count_skipped=count_skipped) >= min_coverage
+
+
+def select_versions(filter_string: str | None, *, all_versions: bool, min_coverage: float = 1.0,
+                    count_skipped: bool = False) -> list[dict[str, Any]]:
+    """Versions matching ``filter_string``; without ``all_versions`` only those not done
+    (:func:`is_done`)."""
     versions = search_versions(filter_string)
     if all_versions:
         return versions
-    return [v for v in versions if v["tags"].get(names.TAG_STATUS) != names.STATUS_COMPLETE]
+    return [v for v in versions if not is_done(v["tags"], min_coverage=min_coverage,
+                                               count_skipped=count_skipped)]
 
 
 def explain_version(name: str, version: str, config: ExplainConfig,
@@ -85,7 +104,7 @@ def explain_version(name: str, version: str, config: ExplainConfig,
     ok = result.status == names.STATUS_COMPLETE
     return VersionOutcome(name, version, uri, ok, result.status, result.explainable_fraction,
                           result.run_id, time.monotonic() - start, 0 if ok else EXIT_PARTIAL,
-                          "" if ok else _partial_reason(result))
+                          "" if ok else _partial_reason(result), coverage=result.coverage.tag())
 
 
 def _partial_reason(result: Any) -> str:
@@ -99,16 +118,19 @@ def _partial_reason(result: Any) -> str:
 def explain_registry(
     filter_string: str | None = None, *, all_versions: bool = False, parallel: int = 1,
     config: ExplainConfig | None = None, experiment: str | None = None,
-    on_done: Callable[[VersionOutcome], None] | None = None,
+    on_done: Callable[[VersionOutcome], None] | None = None, min_coverage: float = 1.0,
+    count_skipped: bool = False,
 ) -> list[VersionOutcome]:
-    """Explain every selected version, at most ``parallel`` at once; outcomes in registry order."""
+    """Explain every selected version, at most ``parallel`` at once; outcomes in registry order.
+    ``min_coverage`` / ``count_skipped``: when a version counts as done (:func:`is_done`)."""
     if parallel < 1:
         raise click.BadParameter(f"must be >= 1, got {parallel}", param_hint="--parallel")
     config = config or ExplainConfig()
     from lexflow.tracking.registry import check_reachable
 
     check_reachable()  # a down server fails here, clearly, not as a bad filter
-    versions = select_versions(filter_string, all_versions=all_versions)
+    versions = select_versions(filter_string, all_versions=all_versions,
+                               min_coverage=min_coverage, count_skipped=count_skipped)
     outcomes: dict[tuple[str, str], VersionOutcome] = {}
     with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="lexflow-version") as pool:
         futures = [pool.submit(explain_version, v["name"], v["version"], config, experiment)
@@ -126,10 +148,14 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
     if not outcomes:
         return "No model versions to explain."
     w = max(len(o.uri) for o in outcomes)
-    lines = [f"{'version':<{w}}  {'status':<8}  {'explainable':>11}  {'seconds':>7}  run"]
+    lines = [f"{'version':<{w}}  {'status':<8}  {'explainable':>11}  {'measured':>8}  "
+             f"{'seconds':>7}  run"]
     for o in outcomes:
         frac = f"{o.explainable_fraction:.0%}" if o.explainable_fraction is not None else "-"
-        lines.append(f"{o.uri:<{w}}  {o.status:<8}  {frac:>11}  {o.seconds:7.1f}  {o.run_id or '-'}")
+        cov = Coverage.from_tag(o.coverage)
+        measured = f"{cov.measured}/{cov.latent_dim}" if cov else "-"
+        lines.append(f"{o.uri:<{w}}  {o.status:<8}  {frac:>11}  {measured:>8}  {o.seconds:7.1f}  "
+                     f"{o.run_id or '-'}")
         if not o.ok:
             lines.append(f"{'':<{w}}  reason: {o.reason[:500]}")
     partial = sum(not o.ok and o.status == names.STATUS_PARTIAL for o in outcomes)
@@ -149,10 +175,14 @@ def summary_table(outcomes: Sequence[VersionOutcome]) -> str:
 @click.option("--parallel", default=1, show_default=True, type=click.IntRange(min=1),
               help="Versions explained at once (threads of this process).")
 @click.option("--json", "as_json", is_flag=True, help="Print the outcomes as JSON.")
+@click.option("--policy", "policy_path", default=None, type=click.Path(dir_okay=False),
+              help="Gate policy whose thresholds.min_coverage (default 1.0) and count_skipped say "
+                   "when a version counts as explained.")
 def command(filter_string: str | None, all_versions: bool, parallel: int,
-            as_json: bool, **explain_params: Any) -> None:
+            as_json: bool, policy_path: str | None = None, **explain_params: Any) -> None:
     """Explain every registered model version matching --filter that has no complete lexflow
-    explanation yet (all of them with --all). Other options are those of `lexflow explain`.
+    explanation of enough of its latents yet (coverage below the policy's min_coverage, default
+    every latent; all versions with --all). Other options are those of `lexflow explain`.
 
     Exit code 1 when any version failed or is partial (each is listed with its reason).
     """
@@ -167,13 +197,20 @@ def command(filter_string: str | None, all_versions: bool, parallel: int,
         click.echo(f"[{total}] {o.uri}: {state} in {o.seconds:.1f} s", err=True)
 
     try:
+        min_coverage, count_skipped = 1.0, False
+        if policy_path:
+            from lexflow.gate.policy import load_policy
+
+            policy = load_policy(policy_path)
+            min_coverage, count_skipped = policy.min_coverage, policy.count_skipped
         config = config_from_options(**explain_params)
         # MLflow prints "View run ..." links on stdout when a run ends: stdout is the summary only.
         with contextlib.redirect_stdout(sys.stderr):
             outcomes = explain_registry(filter_string, all_versions=all_versions,
                                         parallel=parallel, config=config,
                                         experiment=explain_params.get("experiment"),
-                                        on_done=progress)
+                                        on_done=progress, min_coverage=min_coverage,
+                                        count_skipped=count_skipped)
     except LexflowError as exc:
         if as_json:
             click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))

@@ -57,9 +57,26 @@ def gate(model_uri: str, policy: Policy, *, promote: str | None = None,
 
         embedder = local_embedder(policy.review.semantic_model)
     ev = registry.read_version(model_uri)
-    result = evaluate(policy, ev, embedder=embedder)
+    result = evaluate(policy, ev, embedder=embedder, diff=_diff_evidence(policy, ev))
     if promote and result.passed:
         registry.promote(ev.name, ev.version, promote)
     if record or promote:  # after the alias: lexflow.gate.status is the last thing written
         registry.record(result, ev.name, ev.version)
     return result
+
+
+def _diff_evidence(policy: Policy, ev: VersionEvidence) -> object:
+    """The diff of ``ev`` against ``policy.diff.compare_to`` (None when the policy has no diff
+    section or the version has no finished explanation); a ``compare_to`` naming no version is
+    carried as ``missing``. A compare_to version without explanations is bad input (exit 2)."""
+    from lexflow.gate.diffcheck import DiffEvidence
+
+    if policy.diff.compare_to is None or ev.explanations is None:
+        return None
+    from lexflow.diff import diff
+    from lexflow.errors import ModelNotFoundError
+
+    try:
+        return DiffEvidence(diff(policy.diff.other_uri(ev.name), ev.uri))
+    except ModelNotFoundError as exc:
+        return DiffEvidence(missing=str(exc))

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from lexflow import names
+from lexflow.gate.diffcheck import LIMITS, DiffEvidence, DiffPolicy
 from lexflow.gate.policy import Policy
 
 # texts, terms -> [len(texts), len(terms)] cosine similarities (a sentence-embedding model)
@@ -112,20 +113,24 @@ class GateResult:
         }
 
 
-def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None = None) -> GateResult:
-    """Run every check of ``policy`` against ``ev``."""
+def evaluate(policy: Policy, ev: VersionEvidence, *, embedder: Embedder | None = None,
+             diff: Any = None) -> GateResult:
+    """Run every check of ``policy`` against ``ev`` (and ``diff``, a
+    :class:`lexflow.gate.diffcheck.DiffEvidence`, for the policy's ``diff`` section)."""
     checks: list[Check] = [_status(policy, ev)]
     doc = ev.explanations
     if doc is not None:
         checks.append(_lexflow_version(policy, doc))
         if policy.newer_than_version:
             checks.append(_newer(ev))
+        checks.append(_coverage(policy, doc, ev.uri))
         if policy.min_explainable_fraction is not None:
             checks.append(_fraction(policy, doc))
         if policy.min_mean_certainty is not None:
             checks.append(_certainty(policy, doc))
         checks.extend(_explainer(policy, doc))
         checks.extend(_review(policy, doc, embedder))
+        checks.extend(diff_checks(policy.diff, diff))
     return GateResult(ev.uri, ev.tags.get(names.TAG_RUN_ID), tuple(checks), policy.sha256, policy.source)
 
 
@@ -175,13 +180,52 @@ def _newer(ev: VersionEvidence) -> Check:
                  f"Explain this version again.")
 
 
+def _uncovered(policy: Policy, doc: Mapping[str, Any]) -> tuple[list[str], list[str]]:
+    """Labels of the latents not measured, and of those skipped that the policy does not count."""
+    d = int(doc.get("latent_dim") or 0)
+    seen = {r.get("index") for r in (doc.get("latents") or []) + (doc.get("skipped") or [])
+            if isinstance(r, Mapping)}
+    missing = [names.latent_label(i, d) for i in range(d) if i not in seen]
+    skipped = [] if policy.count_skipped else [
+        str(r.get("label", r.get("index"))) for r in doc.get("skipped") or [] if isinstance(r, Mapping)]
+    return missing, skipped
+
+
+def _listed(labels: Sequence[str], limit: int = 20) -> str:
+    more = f" and {len(labels) - limit} more" if len(labels) > limit else ""
+    return ", ".join(labels[:limit]) + more
+
+
+def _coverage(policy: Policy, doc: Mapping[str, Any], uri: str) -> Check:
+    """Latents covered / latent_dim, counted from the records (not from a stored summary)."""
+    from lexflow.coverage import Coverage
+
+    cov = Coverage.from_document(doc)
+    value = cov.fraction(count_skipped=policy.count_skipped)
+    need = policy.min_coverage
+    counted = "skipped latents counted" if policy.count_skipped else "skipped latents not counted"
+    if value >= need:
+        return _ok("coverage", f"coverage = {value:.3f} >= {need} ({cov.describe()}; {counted}).")
+    missing, skipped = _uncovered(policy, doc)
+    parts = ([f"not measured: {_listed(missing)}"] if missing else []) + (
+        [f"skipped by top_k: {_listed(skipped)}"] if skipped else [])
+    return Check("coverage", "fail",
+                 f"Coverage check failed: {cov.describe()}; coverage = {value:.3f} ({counted}), "
+                 f"min_coverage = {need}. Latents {'; '.join(parts)}. Explain every latent "
+                 f"(`lexflow explain {uri}` without --latents/--top-k)"
+                 + (" or set thresholds.count_skipped: true" if skipped else "")
+                 + ".")
+
+
 def _fraction(policy: Policy, doc: Mapping[str, Any]) -> Check:
-    latents = doc.get("latents") or []
+    """Explainable latents over all latent_dim latents (or every latent not known to be
+    inactive): a latent a subset run did not explain counts as not explainable."""
+    latents = [r for r in doc.get("latents") or [] if isinstance(r, Mapping)]
+    explainable = sum(bool(r.get("explainable")) for r in latents)
+    total = max(int(doc.get("latent_dim") or 0), len(latents))
     if policy.explainable_fraction_of == "active":
-        pool = [r for r in latents if r.get("status") != "inactive"]
-    else:
-        pool = list(latents)
-    value = sum(bool(r.get("explainable")) for r in pool) / len(pool) if pool else 0.0
+        total -= sum(r.get("status") == "inactive" for r in latents)
+    value = explainable / total if total > 0 else 0.0
     need = float(policy.min_explainable_fraction or 0.0)
     label = f"explainable_fraction (of {policy.explainable_fraction_of} latents)"
     if value >= need:
@@ -267,6 +311,13 @@ def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -
                         h.startswith(repr(term)) for h in hits.get(label, [])):
                     hits.setdefault(label, []).append(f"{term!r} (similarity {float(s):.2f})")
     out: list[Check] = []
+    missing, skipped = _uncovered(policy, doc)
+    if missing or skipped:
+        out.append(Check("review.coverage", r.action,
+                         f"Review check {'failed' if r.action == 'fail' else 'warning'}: "
+                         f"{len(missing) + len(skipped)} latent(s) were not explained "
+                         f"({_listed(missing + skipped)}), so the review terms could not be checked "
+                         f"against their meaning."))
     by_label = dict(texts)
     for label, found in hits.items():
         shown = by_label[label] if len(by_label[label]) <= 200 else by_label[label][:199] + "…"
@@ -274,3 +325,38 @@ def _review(policy: Policy, doc: Mapping[str, Any], embedder: Embedder | None) -
                          f"Review check {'failed' if r.action == 'fail' else 'warning'}: latent "
                          f"{label} touches {', '.join(found)}: {shown!r}."))
     return out or [_ok("review", f"No explanation touches the {len(r.terms)} review term(s).")]
+
+
+def diff_checks(policy: DiffPolicy, evidence: DiffEvidence | None) -> list[Check]:
+    """One Check per limit (or one for a missing ``compare_to`` version)."""
+    from lexflow.diff.match import STATUS_TITLES
+
+    if policy.compare_to is None:
+        return []
+    if evidence is None or evidence.result is None:
+        why = evidence.missing if evidence else "no diff was made"
+        outcome = policy.if_missing
+        word = "failed" if outcome == "fail" else "warning"
+        return [Check("diff.compare_to", outcome,
+                      f"Diff check {word}: nothing to compare with ({why}); diff.if_missing = "
+                      f"{policy.if_missing}.")]
+    result = evidence.result
+    out: list[Check] = []
+    for key, status in LIMITS:
+        limit = getattr(policy, key)
+        if limit is None:
+            continue
+        found = result.latents_of(status)
+        title = STATUS_TITLES[status]
+        if len(found) > limit:
+            out.append(Check(f"diff.{key}", "fail",
+                             f"Diff check failed: {len(found)} latent(s) {title} since "
+                             f"{result.against} ({result.a.model_uri}), at most {limit} allowed: "
+                             f"latent(s) {', '.join(found)}."))
+        else:
+            out.append(Check(f"diff.{key}", "pass",
+                             f"{len(found)} latent(s) {title} since {result.against}, at most "
+                             f"{limit} allowed."))
+    if not out:
+        out.append(Check("diff", "pass", f"Diff against {result.against}: {result.summary()}."))
+    return out

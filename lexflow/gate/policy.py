@@ -15,6 +15,7 @@ from typing import Any
 
 from lexflow import names
 from lexflow.errors import brief, did_you_mean
+from lexflow.gate.diffcheck import DIFF_KEYS, DiffPolicy, parse_diff
 from lexflow.gate.errors import PolicyError
 
 POLICY_SCHEMA = "lexflow.policy/1"
@@ -22,9 +23,10 @@ REVIEW_ACTIONS = ("fail", "warn")
 FRACTION_OF = ("all", "active")
 STATUSES = (names.STATUS_COMPLETE, names.STATUS_PARTIAL)
 
-_TOP = ("schema", "explanation", "thresholds", "review", "explainer")
+_TOP = ("schema", "explanation", "thresholds", "review", "explainer", "diff")
 _EXPLANATION = ("status", "lexflow_version", "newer_than_version")
-_THRESHOLDS = ("min_explainable_fraction", "explainable_fraction_of", "min_mean_certainty")
+_THRESHOLDS = ("min_explainable_fraction", "explainable_fraction_of", "min_mean_certainty",
+               "min_coverage", "count_skipped")
 _REVIEW = ("terms", "action", "semantic_model", "semantic_threshold")
 _EXPLAINER = ("require_mllm", "allow", "deny")
 
@@ -76,6 +78,9 @@ class Policy:
         min_explainable_fraction: in [0, 1]; None: not checked.
         explainable_fraction_of: ``all`` latents explained, or only ``active`` ones.
         min_mean_certainty: in [0, 1] (mean over active latents); None: not checked.
+        min_coverage: in [0, 1], latents covered / latent_dim (lexflow.coverage); default 1.0:
+            every latent measured and explained or judged.
+        count_skipped: latents skipped by ``--top-k`` (measured, not explained) count as covered.
         review: see :class:`ReviewPolicy`; explainer: see :class:`ExplainerPolicy`.
         sha256: hex digest of the policy file's bytes (recorded with the verdict).
         source: where the policy was read from (for messages).
@@ -87,8 +92,11 @@ class Policy:
     min_explainable_fraction: float | None = None
     explainable_fraction_of: str = "all"
     min_mean_certainty: float | None = None
+    min_coverage: float = 1.0
+    count_skipped: bool = False
     review: ReviewPolicy = field(default_factory=ReviewPolicy)
     explainer: ExplainerPolicy = field(default_factory=ExplainerPolicy)
+    diff: DiffPolicy = field(default_factory=DiffPolicy)  # lexflow.gate.diffcheck
     sha256: str = ""
     source: str = "<policy>"
 
@@ -125,6 +133,7 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
     thr = _section(doc, "thresholds", _THRESHOLDS, problems)
     rev = _section(doc, "review", _REVIEW, problems)
     exp = _section(doc, "explainer", _EXPLAINER, problems)
+    diff = parse_diff(_section(doc, "diff", DIFF_KEYS, problems), problems)
 
     statuses = _strings(expl, "status", "explanation.status", problems, default=(names.STATUS_COMPLETE,))
     for s in statuses:
@@ -151,6 +160,8 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
         problems.append(f"thresholds.explainable_fraction_of must be one of {', '.join(FRACTION_OF)}; "
                         f"got {brief(frac_of)}." + did_you_mean(str(frac_of)[:100], FRACTION_OF))
     min_cert = _fraction(thr, "min_mean_certainty", "thresholds.min_mean_certainty", problems)
+    min_cov = _fraction(thr, "min_coverage", "thresholds.min_coverage", problems)
+    count_skipped = _bool(thr, "count_skipped", "thresholds.count_skipped", False, problems)
 
     terms = _strings(rev, "terms", "review.terms", problems)
     if any(not t.strip() for t in terms):
@@ -176,11 +187,12 @@ def parse_policy(raw: bytes | str, *, source: str = "<policy>") -> Policy:
         statuses=statuses, lexflow_version=spec, newer_than_version=newer,
         min_explainable_fraction=min_frac, explainable_fraction_of=str(frac_of),
         min_mean_certainty=min_cert,
+        min_coverage=1.0 if min_cov is None else min_cov, count_skipped=count_skipped,
         review=ReviewPolicy(terms=tuple(t.strip() for t in terms), action=str(action),
                             semantic_model=model or None,
                             semantic_threshold=0.6 if sem_thr is None else sem_thr),
         explainer=ExplainerPolicy(require_mllm=require_mllm, allow=allow, deny=deny),
-        sha256=hashlib.sha256(data).hexdigest(), source=source,
+        diff=diff, sha256=hashlib.sha256(data).hexdigest(), source=source,
     )
 
 

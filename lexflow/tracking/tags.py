@@ -135,7 +135,7 @@ class VersionTags:
             if not interrupted:
                 return
         self._delete([k for k in current if k.startswith(names.TAG_LATENT_PREFIX)
-                      or k == names.TAG_EXPLAINABLE_FRACTION])
+                      or k in (names.TAG_EXPLAINABLE_FRACTION, names.TAG_COVERAGE)])
         self._set(names.TAG_RUN_ID, self.run_id)
         self._set(names.TAG_ERROR, message[: names.TAG_VALUE_MAX])
         self._describe(status_section(f"lexflow: explanation failed (run {self.run_id}): {message}"))

@@ -53,7 +53,7 @@ USER_DESCRIPTION = (
 
 def expected_tag_keys(labels: list[str]) -> set[str]:
     keys = {names.TAG_STATUS, names.TAG_RUN_ID, names.TAG_VERSION, names.TAG_EXPLAINER,
-            names.TAG_EXPLAINABLE_FRACTION}
+            names.TAG_EXPLAINABLE_FRACTION, names.TAG_COVERAGE}
     for label in labels:
         keys |= {f"{names.TAG_LATENT_PREFIX}{label}", f"{names.TAG_LATENT_PREFIX}{label}.certainty"}
     return keys
@@ -151,7 +151,8 @@ def test_mlflow_run_explains_a_registered_blob_decoder(
     assert tags[names.TAG_RUN_ID] == run_id
     assert tags[names.TAG_VERSION] == lexflow.__version__
     assert tags[names.TAG_EXPLAINER] == "measure"
-    assert float(tags[names.TAG_EXPLAINABLE_FRACTION]) == pytest.approx(0.75, abs=1e-3)
+    # 3 explained of all 5 latents (the run measured 4: latents=0,1,2,4)
+    assert float(tags[names.TAG_EXPLAINABLE_FRACTION]) == pytest.approx(0.6, abs=1e-3)
     assert "left to right" in tags["lexflow.latent.00"]
     assert "top to bottom" in tags["lexflow.latent.01"]
     assert "larger" in tags["lexflow.latent.02"]
@@ -210,7 +211,9 @@ def test_mlflow_run_explains_a_registered_blob_decoder(
 
     # --- metrics
     metrics = client.get_run(run_id).data.metrics
-    assert metrics[names.METRIC_EXPLAINABLE_FRACTION] == pytest.approx(0.75)
+    assert metrics[names.METRIC_EXPLAINABLE_FRACTION] == pytest.approx(0.6)
+    assert metrics[names.METRIC_COVERAGE] == pytest.approx(0.8)  # 4 of 5 latents measured
+    assert metrics[names.METRIC_LATENTS_EXPLAINED] == 3.0
     assert metrics[names.METRIC_MEAN_CERTAINTY] == pytest.approx(doc["summary"]["mean_certainty"])
     assert 0.0 <= metrics[names.METRIC_MEAN_CERTAINTY] <= 1.0
     assert metrics["certainty.latent_00"] == pytest.approx(by_label["00"]["certainty"])
@@ -243,6 +246,10 @@ def test_cli_explains_a_version_by_alias_as_json(
     assert tags[names.TAG_STATUS] == names.STATUS_COMPLETE
     assert tags[names.TAG_RUN_ID] == doc["run_id"]
     assert set(tags) == expected_tag_keys(["00", "01", "04"])
+    # a subset run says so (lexflow.coverage) and its fraction is over all 5 latents
+    assert tags[names.TAG_COVERAGE].startswith("measured 3/5: 2 explained")
+    assert tags[names.TAG_COVERAGE].endswith("; subset latents=0,1,4")
+    assert doc["coverage"]["not_measured"] == 2 and tags[names.TAG_EXPLAINABLE_FRACTION] == "0.400"
 
 
 def test_cli_json_error_is_a_json_document(tracking: str, shared_blob: Any) -> None:

@@ -43,7 +43,10 @@ def test_explain_registry_explains_matching_versions_and_reports_each_failure(
     # --top-k and --rows were passed on: the two most active latents explained, two skipped.
     assert tags["lexflow.top_k"] == "2" and tags["lexflow.skipped_latents"] == "02,03"
     assert "lexflow.latent.02" not in tags
-    assert tags["lexflow.explainable_fraction"] == "0.667"  # 2 explained of 3: skipped not counted
+    # over all 5 latents: the 2 skipped ones count as not explainable
+    assert tags["lexflow.explainable_fraction"] == "0.400"
+    assert tags["lexflow.coverage"] == ("measured 5/5: 2 explained, 0 unclear, 1 inactive, "
+                                        "0 failed, 2 skipped; subset top_k=2")
     from mlflow import MlflowClient
 
     run = MlflowClient().get_run(tags["lexflow.run_id"])
@@ -51,9 +54,13 @@ def test_explain_registry_explains_matching_versions_and_reports_each_failure(
     assert lexflow_tags(f"{prefix}-vae", bad)["lexflow.status"] == "failed"
     assert lexflow_tags(f"{prefix}-other", other) == {}  # outside the filter: untouched
 
-    # The default selection now picks only the version without a complete explanation.
+    # The default selection (min_coverage 1.0, skipped latents not counted) picks them all again:
+    # a --top-k run covers 3 of 5 latents. Counting skipped ones, only the failed version is left.
     picked = registry_scan.select_versions(f"name LIKE '{prefix}-vae%'", all_versions=False)
-    assert [v["version"] for v in picked] == [bad]
+    assert sorted(v["version"] for v in picked) == sorted(by_version)
+    lenient = registry_scan.select_versions(f"name LIKE '{prefix}-vae%'", all_versions=False,
+                                            count_skipped=True)
+    assert [v["version"] for v in lenient] == [bad]
     everything = registry_scan.select_versions(f"name LIKE '{prefix}%'", all_versions=True)
     assert len(everything) == 4
 

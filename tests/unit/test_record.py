@@ -56,7 +56,10 @@ def test_version_tags_are_bounded_and_named_per_contract() -> None:
         "lexflow.run_id", "lexflow.version", "lexflow.explainer", "lexflow.explainable_fraction",
         "lexflow.latent.00", "lexflow.latent.00.certainty", "lexflow.latent.01",
         "lexflow.latent.01.certainty", "lexflow.latent.02", "lexflow.latent.02.certainty",
+        "lexflow.coverage",
     }
+    assert tags["lexflow.coverage"] == ("measured 3/3: 1 explained, 0 unclear, 2 inactive, "
+                                        "0 failed, 0 skipped")
     assert len(tags["lexflow.latent.00"]) == names.TAG_VALUE_MAX
     assert tags["lexflow.latent.01"] == "No clear explanation"
     assert tags["lexflow.explainable_fraction"] == "0.333"
