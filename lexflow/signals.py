@@ -6,6 +6,10 @@ is in progress, :func:`sigterm_raises` turns SIGTERM into :class:`Terminated`, a
 like KeyboardInterrupt (so no ``except Exception`` swallows it): the run's failure handling tags
 the version ``failed`` with ``lexflow.error``, and the CLI exits with 128 + the signal number.
 Further SIGTERMs are ignored while that cleanup runs (a SIGKILL still ends it).
+
+A SIGTERM that arrives inside :func:`deferred` (a registry write such as the version-tag steps)
+is held until the block ends: raised in the middle of a database call, it could leave the
+store's connection holding a lock, and the failure tag written next would then be refused.
 """
 
 from __future__ import annotations
@@ -29,6 +33,22 @@ class Terminated(BaseException):
         return 128 + self.signum
 
 
+_held: list[int] = []  # a SIGTERM received inside deferred(), raised when the block ends
+_depth = [0]
+
+
+@contextmanager
+def deferred() -> Iterator[None]:
+    """Hold a SIGTERM received in the block until the block ends (then raise Terminated)."""
+    _depth[0] += 1
+    try:
+        yield
+    finally:
+        _depth[0] -= 1
+        if _depth[0] == 0 and _held:
+            raise Terminated(_held.pop())
+
+
 @contextmanager
 def sigterm_raises() -> Iterator[None]:
     """Within the block, SIGTERM raises :class:`Terminated` in the main thread (elsewhere: no-op,
@@ -39,6 +59,9 @@ def sigterm_raises() -> Iterator[None]:
 
     def handler(signum: int, frame: Any) -> None:
         signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one cleanup, not several
+        if _depth[0]:
+            _held.append(signum)
+            return
         raise Terminated(signum)
 
     previous = signal.signal(signal.SIGTERM, handler)

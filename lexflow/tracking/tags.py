@@ -20,6 +20,7 @@ from typing import Any
 from lexflow import names
 from lexflow.errors import TrackingError
 from lexflow.record import merge_description, status_section
+from lexflow.signals import deferred
 from lexflow.tracking.registry import client
 
 # What MLflow's SQL store answers when two writers set or delete the same tag at once (it upserts
@@ -51,22 +52,29 @@ class VersionTags:
         self.c = client()
         self.began = False  # begin() was called (its first write may be all that happened)
 
+    # Each store call runs whole (signals.deferred): a SIGTERM lands between two calls, never
+    # inside one, where it could leave the store's connection holding a lock.
     def _current(self) -> dict[str, str]:
-        return dict(self.c.get_model_version(self.name, self.version).tags)
+        with deferred():
+            return dict(self.c.get_model_version(self.name, self.version).tags)
 
     def _set(self, key: str, value: str) -> None:
-        _retry_store_race(lambda: self.c.set_model_version_tag(self.name, self.version, key, value))
+        with deferred():
+            _retry_store_race(lambda: self.c.set_model_version_tag(self.name, self.version, key,
+                                                                   value))
 
     def _delete(self, keys: list[str]) -> None:
         for key in keys:
-            _retry_store_race(lambda key=key: self.c.delete_model_version_tag(
-                self.name, self.version, key))
+            with deferred():
+                _retry_store_race(lambda key=key: self.c.delete_model_version_tag(
+                    self.name, self.version, key))
 
     def _describe(self, section: str) -> None:
-        mv = self.c.get_model_version(self.name, self.version)
-        self.c.update_model_version(
-            self.name, self.version, description=merge_description(mv.description, section)
-        )
+        with deferred():
+            mv = self.c.get_model_version(self.name, self.version)
+            self.c.update_model_version(
+                self.name, self.version, description=merge_description(mv.description, section)
+            )
 
     def begin(self, explainer: str) -> None:
         # The status goes to running before anything else changes: a begin interrupted at any
