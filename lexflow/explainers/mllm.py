@@ -255,6 +255,15 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         """A fingerprint of the served weights, when the API exposes one (part of cache keys)."""
         return ""
 
+    async def identity_or_blank(self, client: Any) -> str:
+        """:meth:`model_identity` within the timeout, or "" (the fingerprint is optional; the
+        calls themselves report real errors)."""
+        try:
+            return await asyncio.wait_for(self.model_identity(client), self.options.timeout)
+        except Exception as exc:
+            log.debug("%s: no model identity (%s)", self.uri, type(exc).__name__)
+            return ""
+
     # --- prompts and keys -------------------------------------------------------------------
     def prompt(self, request: ExplainRequest) -> Prompt:
         bias = get_bias(self.options.prompt_bias or request.bias, self.extra_biases)
@@ -384,11 +393,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
                            emit: Callable[[ExplainResponse], None]) -> None:
         client = await self.open_client()
         try:
-            try:
-                identity = await asyncio.wait_for(self.model_identity(client), self.options.timeout)
-            except Exception as exc:  # the fingerprint is optional; the calls will report errors
-                log.debug("%s: no model identity (%s)", self.uri, type(exc).__name__)
-                identity = ""
+            identity = await self.identity_or_blank(client)
             sem = asyncio.Semaphore(self.options.concurrency)
 
             async def one(request: ExplainRequest) -> None:
