@@ -25,27 +25,23 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lexflow.stages.scenes import RegionChange, analyse, traversal_changes
+from lexflow.stages.scenes import MIN_ANISOTROPY, RegionChange, analyse, traversal_changes
+from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
 __all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal"]
 
-# Property -> (notable change, unit). A change of this size gives score 1.
+# Property -> (notable change, unit). A change of this size gives score 1. The properties the
+# scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
 NOTABLE: dict[str, tuple[float, str]] = {
-    "x": (0.08, "image widths"),
-    "y": (0.08, "image heights"),
-    "scale": (0.25, "log area ratio"),
-    "rotation": (15.0, "degrees"),
-    "hue": (0.08, "turns"),
-    "saturation": (0.15, "saturation"),
-    "brightness": (0.12, "intensity"),
+    **{k: SCENE_NOTABLE[k] for k in ("x", "y", "scale", "rotation", "hue", "saturation",
+                                     "brightness")},
     "contrast": (0.12, "intensity"),
     "shape": (0.10, "roundness"),
 }
 PROPERTIES = tuple(NOTABLE)
 
 INACTIVE_CHANGE = 0.01  # mean absolute pixel change summed over steps, in [0, 1] intensity
-MIN_ANISOTROPY = 0.15  # below this the orientation of a blob is undefined
 MIN_SATURATION = 0.2  # below this hue is undefined
 REGIONS = (
     ("top-left", "top", "top-right"),
