@@ -148,11 +148,11 @@ def main(argv: list[str] | None = None) -> int:
                                "skipped": run.skipped} for s, run in r.runs.items()}}
             for r in results], "models": sources}, indent=1))
         return 0
-    from lexflow.quality.seeds import markdown
+    from lexflow.quality.seeds import latent_table, markdown
 
     parts = [HOW, ""]
     for r in results:
-        parts += [markdown(r), ""]
+        parts += [markdown(r), "", latent_table(r), ""]
     parts += ["Models: " + "; ".join(f"{k}: {v}" for k, v in sources.items()) + ".",
               "", f"Suite time: {time.perf_counter() - start:.0f} s."]
     text = "\n".join(parts)
