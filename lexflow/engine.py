@@ -192,6 +192,22 @@ def _pictures(m: Measured, frames: np.ndarray, label: str) -> None:
     m.render_failures = tuple(failures)
 
 
+def _redraw_pictures(batch: BatchDecoder, plan: Plan, measured: dict[int, Measured],
+                     restored: list[int]) -> None:
+    """The strip and animation of items restored from an earlier attempt's checkpoint (which
+    keeps evidence and grids, not pictures): both draw only the first row, so only that row is
+    decoded again, ``steps`` images per item, in the decoder's batches."""
+    if not restored:
+        return
+    per_chunk = max(1, batch.batch_size // plan.steps)
+    for g in range(0, len(restored), per_chunk):
+        chunk = restored[g : g + per_chunk]
+        imgs = batch.decode(np.concatenate([plan.codes(i)[: plan.steps] for i in chunk]))
+        for k, i in enumerate(chunk):
+            frames = imgs[k * plan.steps : (k + 1) * plan.steps][None]
+            _pictures(measured[i], frames, names.latent_label(i, plan.items))
+
+
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
     """For each active latent, the most active other latent (clamped in the comparison row)."""
     by_activity = sorted(measured, key=lambda i: -measured[i].evidence.total_change)
@@ -249,6 +265,7 @@ def measure_latents(
             if checkpoint:
                 checkpoint.output_range = batch.output_range
                 checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+        _redraw_pictures(batch, plan, measured, [i for i in indices if i not in todo])
         if checkpoint:
             checkpoint.flush()
         measured = {i: measured[i] for i in indices}  # in the order asked for

@@ -132,3 +132,21 @@ def test_bad_options_fail_in_prepare_before_anything_is_decoded() -> None:
     decoder, info = _blob({"bias": "combination"})
     with pytest.raises(ConfigError, match="needs groups"):
         engine.prepare(decoder, info, ExplainConfig())
+
+
+def test_restored_items_get_the_same_strip_and_animation_as_a_fresh_run() -> None:
+    """A resumed run keeps evidence and grids from its checkpoint; the pictures for people
+    (registry strip, GIF) are drawn again from the first row, identical to a fresh run's."""
+    decoder = PyTorchVAEAdapter(BlobDecoder(), device="cpu")
+    config = ExplainConfig(rows=2, steps=5, device="cpu")
+    indices = tuple(range(decoder.latent_dim))
+    fresh, out_range, _ = engine.measure_latents(decoder, config, indices, bias="disentanglement",
+                                                 output_range=None, progress=False)
+    restored = engine.Restored(measured={i: (fresh[i].evidence, fresh[i].grid) for i in (0, 2)},
+                               output_range=out_range)
+    resumed, _, _ = engine.measure_latents(decoder, config, indices, bias="disentanglement",
+                                           output_range=None, progress=False, restored=restored)
+    for i in indices:
+        assert resumed[i].strip and resumed[i].animation, i
+        assert resumed[i].strip == fresh[i].strip and resumed[i].animation == fresh[i].animation
+        assert resumed[i].grid == fresh[i].grid and resumed[i].render_failures == ()
