@@ -30,41 +30,12 @@ from lexflow.errors import ConfigError, LexflowError
 DEFAULT_SEEDS = (0, 1, 2)
 
 
-def _where(path: Path) -> str:
-    home, root = Path.home(), Path(__file__).resolve().parent.parent
-    if path.is_relative_to(root):
-        return str(path.relative_to(root))
-    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
-
-
 def load_model(family: Any, seed: int, *, train: bool, progress: bool) -> tuple[Any, str]:
-    """(model, "where it came from, how long training took") for the family's default settings."""
-    from lexflow.families.train import (
-        available_seeds,
-        checkpoint_paths,
-        read_checkpoint,
-        save_checkpoint,
-    )
-    from lexflow.families.train import train as train_model
+    """(model, "where it came from, how long training took") for the family's default settings
+    (lexflow.families.train.load_or_train)."""
+    from lexflow.families.train import load_or_train
 
-    settings = family.train
-    for path in checkpoint_paths(family, settings, seed):
-        if path.exists():
-            model, meta = read_checkpoint(path, family, settings, seed)
-            took = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
-            return model, f"{_where(path)} (training time: {took})"
-    if not train:
-        seeds = available_seeds(family)
-        raise ConfigError(
-            f"No checkpoint of {family.name} seed {seed} for the current code. Seeds with one: "
-            f"{', '.join(map(str, seeds)) or 'none'}. Pass --train to train and cache it, or "
-            f"run: python -m lexflow.families train --family {family.name} --seed {seed}")
-    start = time.perf_counter()
-    model = train_model(family, settings, seed=seed, progress=progress)
-    took = time.perf_counter() - start
-    path = checkpoint_paths(family, settings, seed)[-1]
-    save_checkpoint(model, path, family, settings, seed, took)
-    return model, f"{_where(path)} (trained now in {took:.0f} s)"
+    return load_or_train(family, seed=seed, progress=progress, allow_train=train, train_flag="--train")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:

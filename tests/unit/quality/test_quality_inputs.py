@@ -27,7 +27,7 @@ import quality  # noqa: E402
     (["--family", "digits", "--seeds", "0,x"], ["--seeds takes comma-separated"]),
     (["--family", "digits", "--seeds", "-1"], ["distinct non-negative integers"]),
     (["--family", "dsprites", "--seeds", "97"], ["No checkpoint of dsprites seed 97",
-                                                 "Seeds with one: 0", "--train"]),
+                                                 "Available seeds: 0", "--train"]),
     (["--family", "digits", "-o", "temperature"], ["-o/--option: expected KEY=VALUE, got "
                                                    "'temperature'"]),
     (["--family", "digits", "--option", "=1"], ["expected KEY=VALUE, got '=1'"]),
