@@ -243,8 +243,8 @@ def load_or_train(family: Family, settings: TrainSettings | None = None, *, seed
         for path in paths:
             if path.exists():
                 model, meta = read_checkpoint(path, family, settings, seed)
-                took = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
-                return model, f"{display_path(path)} (training time: {took})"
+                spent = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
+                return model, f"{display_path(path)} (training time: {spent})"
     if not allow_train:
         command = f"python -m lexflow.families train --family {family.name} --seed {seed}"
         how = (f"Pass {train_flag} to train and cache it, or run: {command}" if train_flag

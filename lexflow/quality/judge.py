@@ -26,10 +26,12 @@ Two kinds of judge, and the figures say which (``judge_basis``, carried into the
 - every MLLM explainer (openai, anthropic, gemini, ollama, transformers) is its own judge: it is
   asked with the explanation and the grids and answers in JSON (lexflow/explainers/judging.py,
   prompts in lexflow/explainers/judge_prompts.py). Basis :data:`FROM_GRIDS`.
-- :class:`MeasureJudge` is the default for the offline ``measure`` explainer: it reads the
-  properties and directions the explanation names (the measure explainer's own phrases) and
-  compares them with the measured evidence of each grid, the same evidence the explanation came
-  from. Its figures are :data:`SELF_CONSISTENCY`, not an independent judgement.
+- :class:`MeasureJudge` is the default for the offline ``measure`` explainer: it reads the claims
+  the explanation makes in the measure explainer's own phrases (part of the scene, property,
+  direction, named start and end: :func:`scene_claims`, whose table is built from
+  lexflow.explainers.measure.scene_phrase) and compares them with each grid's measured scene
+  changes (:attr:`Evidence.changes`), the same evidence the explanation came from. Its figures
+  are :data:`SELF_CONSISTENCY`, not an independent judgement.
 
 :func:`judge_for` finds an explainer's judge or says how to add one.
 """
@@ -52,7 +54,8 @@ from lexflow.stages.evidence import Evidence, RegionChange
 SELF_CONSISTENCY = "self-consistency"
 """A judge that reads the evidence the explanation was written from: agreement with itself."""
 UNSTATED = "not stated"
-__all__ = ["FROM_GRIDS", "SELF_CONSISTENCY", "Judge", "MeasureJudge", "Tally", "judge_basis", "judge_for"]
+__all__ = ["FROM_GRIDS", "SELF_CONSISTENCY", "Judge", "MeasureJudge", "SceneClaim", "Tally", "judge_basis",
+           "judge_for", "scene_claims"]
 
 
 @runtime_checkable
@@ -97,8 +100,10 @@ class Tally:
         return None if self.asked and self.unavailable == self.asked else score
 
 
-# Phrase -> (property, sign as the latent increases). Longer phrases first ("counter-clockwise"
-# before "clockwise"); these are the measure explainer's words plus common synonyms.
+# Phrase -> (single-blob property of Evidence.properties, sign as the latent increases). Longer
+# phrases first ("counter-clockwise" before "clockwise"); the words of the measure explainer's
+# single-blob phrases (lexflow.explainers.measure.phrase) plus common synonyms, read where no
+# scene claim is found (free text, evidence saved before the scene parts were measured).
 CLAIMS: tuple[tuple[str, str, int], ...] = (
     ("left to right", "x", +1), ("right to left", "x", -1),
     ("top to bottom", "y", +1), ("bottom to top", "y", -1),
@@ -371,8 +376,6 @@ class MeasureJudge:
             answer = _scene_direction(ev, scene)
             if answer is not None:
                 return answer
-            if not claims(explanation):
-                return 0
         for prop, sign in claims(explanation):
             if sign != 0:
                 change = float(np.median(_prop(ev, prop).row_scores()))
