@@ -3,14 +3,17 @@ abstention AUROC, detection, direction, explained fraction and the paper's ablat
 mean and range over the seeds, at the default threshold and at a leave-one-seed-out calibrated one.
 
     python benchmarks/quality.py [--family dsprites --family digits] [--explainer measure]
-                                 [--seeds 0,1,2] [--train] [--json] [--out table.md]
+                                 [--seeds 0,1,2] [--train] [-o KEY=VALUE ...] [--json]
+                                 [--out table.md]
 
 Seed 0 is the shipped checkpoint (lexflow/families/checkpoints/); other seeds come from the cache
 (~/.cache/lexflow/families, keyed by settings, seed and code version), trained and cached first
 with --train (``make bench`` passes it). Without --train, a seed with no checkpoint is an error
 listing the seeds that have one. MLLM explainers run when named with --explainer (their key or
-local server configured as for `lexflow explain`). Bad input (an unknown family, explainer or seed)
-exits 2 with the available ones.
+local server configured as for `lexflow explain`). ``-o/--option KEY=VALUE`` (repeatable) passes
+an explainer option exactly as ``lexflow explain -o`` does (temperature, judge_temperature,
+base_url, ...), to every explainer named; each explainer checks its own. Bad input (an unknown
+family, explainer, seed or explainer option) exits 2 with the available ones.
 """
 
 from __future__ import annotations
@@ -27,41 +30,12 @@ from lexflow.errors import ConfigError, LexflowError
 DEFAULT_SEEDS = (0, 1, 2)
 
 
-def _where(path: Path) -> str:
-    home, root = Path.home(), Path(__file__).resolve().parent.parent
-    if path.is_relative_to(root):
-        return str(path.relative_to(root))
-    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
-
-
 def load_model(family: Any, seed: int, *, train: bool, progress: bool) -> tuple[Any, str]:
-    """(model, "where it came from, how long training took") for the family's default settings."""
-    from lexflow.families.train import (
-        available_seeds,
-        checkpoint_paths,
-        read_checkpoint,
-        save_checkpoint,
-    )
-    from lexflow.families.train import train as train_model
+    """(model, "where it came from, how long training took") for the family's default settings
+    (lexflow.families.train.load_or_train)."""
+    from lexflow.families.train import load_or_train
 
-    settings = family.train
-    for path in checkpoint_paths(family, settings, seed):
-        if path.exists():
-            model, meta = read_checkpoint(path, family, settings, seed)
-            took = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
-            return model, f"{_where(path)} (training time: {took})"
-    if not train:
-        seeds = available_seeds(family)
-        raise ConfigError(
-            f"No checkpoint of {family.name} seed {seed} for the current code. Seeds with one: "
-            f"{', '.join(map(str, seeds)) or 'none'}. Pass --train to train and cache it, or "
-            f"run: python -m lexflow.families train --family {family.name} --seed {seed}")
-    start = time.perf_counter()
-    model = train_model(family, settings, seed=seed, progress=progress)
-    took = time.perf_counter() - start
-    path = checkpoint_paths(family, settings, seed)[-1]
-    save_checkpoint(model, path, family, settings, seed, took)
-    return model, f"{_where(path)} (trained now in {took:.0f} s)"
+    return load_or_train(family, seed=seed, progress=progress, allow_train=train, train_flag="--train")
 
 
 def parse_seeds(text: str) -> tuple[int, ...]:
@@ -74,19 +48,32 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
-def check_inputs(families: list[str], explainers: list[str]) -> None:
-    """Every family and explainer exists (ConfigError with the available ones otherwise)."""
+def parse_options(items: list[str]) -> dict[str, str]:
+    """``-o KEY=VALUE`` items, read as ``lexflow explain -o`` reads them."""
+    from lexflow.config import parse_explainer_options
+
+    try:
+        return parse_explainer_options(items)
+    except ConfigError as exc:
+        raise ConfigError(f"-o/--option: {exc}") from exc
+
+
+def check_inputs(families: list[str], explainers: list[str],
+                 options: dict[str, str] | None = None) -> None:
+    """Every family and explainer exists and takes ``options`` (ConfigError saying what is wrong
+    and what exists otherwise)."""
     from lexflow.explainers.base import get_explainer
     from lexflow.families import get_family
 
     for name in families:
         get_family(name)
     for uri in explainers:
-        get_explainer(uri, {})
+        get_explainer(uri, dict(options or {}))
 
 
 def run(families: list[str], explainers: list[str], seeds: tuple[int, ...], *, train: bool,
-        rows: int = 4, eval_n: int = 4000, progress: bool = True) -> tuple[list[Any], dict[str, str]]:
+        rows: int = 4, eval_n: int = 4000, progress: bool = True,
+        options: dict[str, str] | None = None) -> tuple[list[Any], dict[str, str]]:
     """Every family x explainer x seed, calibrated; returns the SeededRuns and model sources."""
     from lexflow.families import get_family
     from lexflow.quality.seeds import SeededRuns, calibrate
@@ -100,7 +87,8 @@ def run(families: list[str], explainers: list[str], seeds: tuple[int, ...], *, t
             models[seed], sources[f"{name} seed {seed}"] = load_model(fam, seed, train=train,
                                                                       progress=progress)
         for uri in explainers:
-            runs = {seed: run_family(fam, model, explainer=uri, rows=rows, eval_n=eval_n)
+            runs = {seed: run_family(fam, model, explainer=uri, rows=rows, eval_n=eval_n,
+                                     options=options)
                     for seed, model in models.items()}
             out.append(calibrate(SeededRuns(name, runs[seeds[0]].explainer, runs)))
     return out, sources
@@ -123,6 +111,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--family", action="append", help=f"one of {', '.join(FAMILY_NAMES)} (repeatable)")
     p.add_argument("--explainer", action="append", help="explainer URI (repeatable; default measure)")
     p.add_argument("--seeds", default=",".join(map(str, DEFAULT_SEEDS)))
+    p.add_argument("-o", "--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an explainer option, as `lexflow explain -o` takes it (temperature, "
+                        "judge_temperature, base_url, ...); repeatable")
     p.add_argument("--train", action="store_true", help="train and cache seeds with no checkpoint")
     p.add_argument("--rows", type=int, default=4)
     p.add_argument("--eval-n", type=int, default=4000)
@@ -133,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         seeds = parse_seeds(args.seeds)
-        check_inputs(families, explainers)
+        options = parse_options(args.option)
+        check_inputs(families, explainers, options)
         results, sources = run(families, explainers, seeds, train=args.train, rows=args.rows,
-                               eval_n=args.eval_n)
+                               eval_n=args.eval_n, options=options)
     except LexflowError as exc:
         print(f"benchmarks/quality.py: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -14,7 +14,13 @@ from typing import Any
 
 import click
 
-from lexflow.config import BIASES, ExplainConfig, check_environment, parse_latents
+from lexflow.config import (
+    BIASES,
+    ExplainConfig,
+    check_environment,
+    parse_explainer_options,
+    parse_latents,
+)
 from lexflow.errors import ConfigError, LexflowError
 
 EXIT_PARTIAL = 3  # the run finished, but some latents got no answer (lexflow.status=partial)
@@ -159,14 +165,11 @@ def explain_options(f: Any) -> Any:
 
 
 def _explainer_extras(items: tuple[str, ...]) -> dict[str, str]:
-    """``-o key=value`` pairs for the explainer (temperature, max_attempts, base_url, ...)."""
-    out = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--explainer-option")
-        out[key.strip()] = value.strip()
-    return out
+    """``-o key=value`` pairs for the explainer (lexflow.config.parse_explainer_options)."""
+    try:
+        return parse_explainer_options(items)
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="--explainer-option") from exc
 
 
 @cli.command()

@@ -28,6 +28,19 @@ MAX_DIFFUSION = 10000  # directions, DDIM steps
 SEED_MAX = 2**32 - 1  # numpy's seed range
 
 
+def parse_explainer_options(items: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """``-o key=value`` pairs for the explainer (temperature, max_attempts, base_url, ...), as
+    text: each explainer converts and checks its own (``lexflow explain`` and
+    ``benchmarks/quality.py`` both read them here). ConfigError on an item without ``=`` or key."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
 def parse_latents(value: str | int | list[int] | tuple[int, ...] | None) -> tuple[int, ...] | None:
     """``"all"``/None -> None (every latent); ``"0,3,5"`` or ``"2-4"`` -> a sorted tuple."""
     if value is None:

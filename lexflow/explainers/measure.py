@@ -28,6 +28,7 @@ __all__ = ["HUE_NAMES", "MeasureExplainer", "hue_name", "phrase", "row_answers",
 
 SECOND_PROPERTY_RATIO = 0.6  # name a second property when it moves at least this much as the first
 NAMES_AGREE = 0.75  # colours are named when this share of the changing rows name the same ones
+ONE_VERB = "moves the object "  # a diagonal move says it once: "moves the object from A and from B"
 
 
 def phrase(prop: PropertyChange, sign: float) -> str:
@@ -185,9 +186,9 @@ def _scene_answers(changes: tuple[RegionChange, ...], rows: int,
         for k in ranked[1:2]:
             if abs(scores[k, r]) >= SECOND_PROPERTY_RATIO * abs(scores[first, r]):
                 parts.append(scene_phrase(changes[k], r, scores[k, r]))
-        if len(parts) == 2 and parts[1].startswith("moves the object from") and parts[0].startswith(
-                "moves the object from"):
-            parts = [parts[0], parts[1].removeprefix("moves the object ")]  # diagonal: one verb
+        if len(parts) == 2 and parts[1].startswith(ONE_VERB + "from") and parts[0].startswith(
+                ONE_VERB + "from"):
+            parts = [parts[0], parts[1].removeprefix(ONE_VERB)]  # diagonal: one verb
         answers.append(" and ".join(dict.fromkeys(parts)))
     return answers
 

@@ -212,14 +212,28 @@ def read_checkpoint(path: Path, family: Family, settings: TrainSettings, seed: i
     return model.eval(), meta
 
 
+def display_path(path: Path) -> str:
+    """``path`` for messages: relative to the directory holding the lexflow package (the
+    repository in a checkout), else under ``~``, else as it is."""
+    home, root = Path.home(), Path(__file__).resolve().parents[2]
+    if path.is_relative_to(root):
+        return str(path.relative_to(root))
+    return f"~/{path.relative_to(home)}" if path.is_relative_to(home) else str(path)
+
+
 def load_or_train(family: Family, settings: TrainSettings | None = None, *, seed: int = 0,
                   progress: bool = True, cache_dir: Path | None = None, force: bool = False,
-                  save: bool = True, allow_train: bool = True) -> tuple[Any, str]:
+                  save: bool = True, allow_train: bool = True,
+                  train_flag: str | None = None) -> tuple[Any, str]:
     """(model, where it came from): a matching checkpoint, else a fresh training run (cached).
+
+    ``where``: the checkpoint and how long its training took ("<path> (training time: 220 s)"),
+    or "<path> (trained now in 220 s)", or "trained now in 220 s (not saved)" with ``save=False``.
 
     The shipped checkpoint is never silently replaced by a training run: when it exists for these
     settings but is stale, CheckpointError says how to retrain it. With ``allow_train=False`` a
-    missing checkpoint is a CheckpointError too (the suite's "seed not available").
+    missing checkpoint is a ConfigError listing the seeds that have one (the suite's "seed not
+    available"); ``train_flag`` names the caller's option that would train it (``--train``).
     """
     import time
 
@@ -228,20 +242,24 @@ def load_or_train(family: Family, settings: TrainSettings | None = None, *, seed
     if not force:
         for path in paths:
             if path.exists():
-                model, _ = read_checkpoint(path, family, settings, seed)
-                return model, str(path)
+                model, meta = read_checkpoint(path, family, settings, seed)
+                spent = f"{meta.train_seconds:.0f} s" if meta.train_seconds is not None else "not recorded"
+                return model, f"{display_path(path)} (training time: {spent})"
     if not allow_train:
+        command = f"python -m lexflow.families train --family {family.name} --seed {seed}"
+        how = (f"Pass {train_flag} to train and cache it, or run: {command}" if train_flag
+               else f"Train it with: {command}")
         raise ConfigError(
-            f"No checkpoint of {family.name} seed {seed} for these settings and code version. "
+            f"No checkpoint of {family.name} seed {seed} for these settings and the current code. "
             f"Available seeds: {', '.join(map(str, available_seeds(family, cache_dir))) or 'none'}. "
-            f"Train it with: python -m lexflow.families train --family {family.name} --seed {seed}")
+            f"{how}")
     start = time.perf_counter()
     model = train(family, settings, seed=seed, progress=progress)
     took = time.perf_counter() - start
     if save:
         save_checkpoint(model, paths[-1], family, settings, seed, took)
-        return model, f"trained in {took:.0f} s, saved to {paths[-1]}"
-    return model, f"trained in {took:.0f} s (not saved)"
+        return model, f"{display_path(paths[-1])} (trained now in {took:.0f} s)"
+    return model, f"trained now in {took:.0f} s (not saved)"
 
 
 def available_seeds(family: Family, cache_dir: Path | None = None,

@@ -232,8 +232,10 @@ def _score(family: Family, explainer: str, variant: str, outcomes: tuple[LatentO
 
 def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: int = 4,
                samples: int = 5, threshold: float = 0.5, seed: int = 0, eval_n: int = 4000,
-               variants: tuple[str, ...] = VARIANTS, judge: bool = True) -> FamilyRun:
-    """Every variant of the suite for one trained model of ``family``."""
+               variants: tuple[str, ...] = VARIANTS, judge: bool = True,
+               options: dict[str, Any] | None = None) -> FamilyRun:
+    """Every variant of the suite for one trained model of ``family``; ``options``: explainer
+    options, as ``lexflow explain -o key=value`` gives them."""
     from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter
     from lexflow.config import ExplainConfig
     from lexflow.engine import explain_measured, latent_prepared, measure_latents
@@ -245,7 +247,7 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     from lexflow.uncertainty import bow_similarity, consensus, similarity_for
 
     config = ExplainConfig(explainer=explainer, rows=rows, samples=samples, threshold=threshold,
-                           seed=seed, device="cpu")
+                           seed=seed, device="cpu", extra=dict(options or {}))
     exp = get_explainer(explainer, explainer_options(config))
     run = FamilyRun(family.name, exp.uri, self_consistency=not exp.is_mllm)
     the_judge = None

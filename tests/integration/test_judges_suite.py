@@ -25,7 +25,8 @@ def serve(mllm_servers):
 
 def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_consistency(
         serve, tmp_path) -> None:
-    """``python benchmarks/quality.py --explainer openai:/gpt-4o`` against a loopback server."""
+    """``python benchmarks/quality.py --explainer openai:/gpt-4o -o judge_temperature=0.25`` against
+    a loopback server."""
     server = serve("openai", "gpt-4o")
     server.judge = lambda seen: ('{"grid": 1}' if "Which grid" in seen.text
                                  else '{"direction": "forward"}')
@@ -34,7 +35,8 @@ def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_co
            "TRANSFORMERS_OFFLINE": "1"}
     proc = subprocess.run(
         [sys.executable, "benchmarks/quality.py", "--family", "dsprites", "--seeds", "0",
-         "--eval-n", "300", "--explainer", "measure", "--explainer", "openai:/gpt-4o", "--json"],
+         "--eval-n", "300", "--explainer", "measure", "--explainer", "openai:/gpt-4o",
+         "-o", "judge_temperature=0.25", "--json"],
         cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert KEY not in proc.stdout + proc.stderr
@@ -49,6 +51,8 @@ def test_quality_benchmark_judges_an_openai_explainer_and_labels_measure_self_co
     assert (full["direction"], full["direction_coverage"]) == (0.5, 1.0)
     judged = [s for s in server.calls if s.latent is None]
     assert judged and all(s.body.get("response_format") for s in judged)
+    # -o judge_temperature=0.25 reached the explainer: every judge question asks at it
+    assert {s.body.get("temperature") for s in judged} == {0.25}
 
 
 def test_markdown_table_labels_what_judged() -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from lexflow.config import ExplainConfig, parse_latents
+from lexflow.config import ExplainConfig, parse_explainer_options, parse_latents
 from lexflow.errors import ConfigError
 
 
@@ -16,6 +16,23 @@ def test_parse_latents_forms() -> None:
         parse_latents("1,x")
     with pytest.raises(ConfigError, match="start at 0"):
         parse_latents([-1])
+
+
+def test_explainer_options_are_read_once_for_the_cli_and_the_quality_benchmark() -> None:
+    """``-o key=value``: lexflow explain (a click error, exit 2) and benchmarks/quality.py read
+    them with the same function."""
+    from click.testing import CliRunner
+
+    from lexflow.cli import cli
+
+    assert parse_explainer_options([" temperature = 0.5", "base_url=http://h:1/v1?a=b"]) == {
+        "temperature": "0.5", "base_url": "http://h:1/v1?a=b"}
+    for bad in ("temperature", "=1"):
+        with pytest.raises(ConfigError, match=f"expected KEY=VALUE, got '{bad}'"):
+            parse_explainer_options([bad])
+    res = CliRunner().invoke(cli, ["explain", "models:/x/1", "-o", "temperature"])
+    assert res.exit_code == 2
+    assert "Invalid value for --explainer-option: expected KEY=VALUE, got 'temperature'" in res.output
 
 
 def test_config_collects_every_problem() -> None:

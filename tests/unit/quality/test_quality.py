@@ -7,12 +7,14 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 from helpers import experiment_id
 from models.blob import BlobDecoder
 
 from lexflow import names
+from lexflow.explainers.base import ExplainRequest
 from lexflow.quality.evaluate import ReferencesError, evaluate, parse_explanations, read_references
 from lexflow.quality.metrics import bleu, cider_d, meteor_available, rouge_l, score_corpus, tokenize
 
@@ -258,9 +260,130 @@ def test_measure_judge_is_perfect_on_the_blob_decoder() -> None:
     assert coverage is not None and coverage >= 0.75  # x, y and size state a direction
 
 
+# A wall-over-floor scene with a red square, drawn so that one thing changes per traversal.
+SIDE = 32
+
+
+def _hsv(h: float, v: float = 0.9) -> np.ndarray:
+    import colorsys
+
+    return np.array(colorsys.hsv_to_rgb(h % 1.0, 0.8, v), np.float32)
+
+
+def _scene_traversal(kind: str, rows: int = 4, steps: int = 7) -> np.ndarray:
+    """frames [rows, steps, 3, SIDE, SIDE]: only ``kind`` (wall, floor, x, size) changes."""
+    frames = np.empty((rows, steps, 3, SIDE, SIDE), np.float32)
+    for r in range(rows):
+        for s in range(steps):
+            t = s / (steps - 1)
+            wall, floor = _hsv(0.5 + 0.17 * t if kind == "wall" else 0.5), _hsv(
+                0.33 - 0.2 * t if kind == "floor" else 0.33, v=0.6)
+            cx = 8 + round(14 * t) if kind == "x" else 12 + 2 * r
+            half = (4 + 2 * round(3 * t) if kind == "size" else 6) // 2
+            img = frames[r, s]
+            img[:] = floor[:, None, None]
+            img[:, : SIDE // 2] = wall[:, None, None]
+            img[:, 22 - half : 22 + half, cx - half : cx + half] = _hsv(0.0)[:, None, None]
+    return frames
+
+
+def _scene_request(kind: str, reverse: bool = False) -> ExplainRequest:
+    from lexflow.stages.evidence import measure_traversal
+
+    frames = _scene_traversal(kind)
+    if reverse:
+        frames = frames[:, ::-1].copy()
+    return ExplainRequest(index=0, label="z0", bias="disentanglement", values=(), grid_png=b"", samples=5,
+                          evidence=measure_traversal(0, frames))
+
+
+SCENE_KINDS = ("wall", "floor", "x", "size")
+
+
+def test_measure_judge_reads_the_scene_changes_the_explanation_was_written_from() -> None:
+    """Real measured evidence of four traversals (the wall's colour, the floor's colour, the
+    object's place, its size): each explanation picks its own grid wherever it stands, and
+    its direction flips when the grid runs the other way."""
+    from lexflow.explainers.measure import MeasureExplainer
+    from lexflow.quality.judge import MeasureJudge
+    from lexflow.uncertainty import consensus
+
+    forward = {k: _scene_request(k) for k in SCENE_KINDS}
+    reverse = {k: _scene_request(k, reverse=True) for k in SCENE_KINDS}
+    explainer, judge = MeasureExplainer("measure"), MeasureJudge()
+    texts = {k: consensus(explainer.explain(r).answers, threshold=0.5).explanation
+             for k, r in forward.items()}
+    assert texts == {
+        "wall": "the wall (upper background) changes colour from cyan to blue",
+        "floor": "the floor (lower part of the scene) changes colour from green to yellow",
+        "x": "moves the object from left to right",
+        "size": "makes the object larger",
+    }
+    for k, text in texts.items():
+        for shift in range(len(SCENE_KINDS)):
+            order = SCENE_KINDS[shift:] + SCENE_KINDS[:shift]
+            assert order[judge.detect(text, [forward[o] for o in order])] == k, (k, order)
+        assert (judge.direction(text, forward[k]), judge.direction(text, reverse[k])) == (1, -1), k
+    # Moving the wrong way counts against: the reversed grid is never the one described.
+    assert judge.detect(texts["x"], [reverse["x"], forward["floor"], forward["x"]]) == 2
+    # Named colours in the wrong order weigh a colour change down.
+    assert judge.detect(texts["wall"], [reverse["wall"], forward["wall"]]) == 1
+    # No stated direction: 0 either way round.
+    plain = "the wall (upper background) changes colour"
+    assert judge.direction(plain, forward["wall"]) == judge.direction(plain, reverse["wall"]) == 0
+    assert judge.detect(plain, [forward[k] for k in ("x", "floor", "wall", "size")]) == 2
+
+
+@pytest.mark.parametrize("text, expected", [
+    ("the wall (upper background) changes colour from cyan to blue and moves the object from left "
+     "to right", [("wall", ("colour",), 0, "cyan", "blue"), ("object", ("x",), 1, "", "")]),
+    ("the floor (lower part of the scene) changes colour", [("floor", ("colour",), 0, "", "")]),
+    ("moves the object from right to left and from top to bottom",
+     [("object", ("x",), -1, "", ""), ("object", ("y",), 1, "", "")]),
+    ("makes the strokes thicker", [("object", ("thickness",), 1, "", "")]),
+    ("turns the square into an ellipse", [("object", ("aspect", "corners"), 0, "square", "ellipse")]),
+    ("rotates the whole scene clockwise (the horizon tilts)", [("scene", ("tilt",), -1, "", "")]),
+    ("the left square moves up and the right object gets larger",
+     [("left object", ("y",), -1, "square", ""), ("right object", ("scale",), 1, "object", "")]),
+    ("decreases the number of objects from 3 to 2", [("objects", ("count",), -1, "3", "2")]),
+    ("changes the object's colour from red to green", [("object", ("hue",), 0, "red", "green")]),
+    ("makes the object's shape rounder", [("object", ("corners",), -1, "", "")]),
+])
+def test_scene_claims_invert_the_measure_explainers_phrases(text: str, expected: list[tuple]) -> None:
+    from lexflow.quality.judge import scene_claims
+
+    got = [(c.part, c.properties, c.sign, c.start, c.end) for c in scene_claims(text)]
+    assert got == expected
+
+
+def test_every_scene_phrase_the_explainer_writes_is_read_back() -> None:
+    """Each phrase :func:`scene_phrase` writes for every part, property and direction parses to
+    exactly that part and property (the judge's table is built from the explainer's words)."""
+    from lexflow.explainers.measure import PART_NAMES, scene_phrase
+    from lexflow.quality.judge import scene_claims
+    from lexflow.stages.scenes import EACH_PROPERTIES, NOTABLE, OBJECT_PROPERTIES, RegionChange
+
+    cases = [(p, "background", "colour") for p in PART_NAMES] + [
+        ("scene", "scene", "tilt"), ("objects", "object", "count")] + [
+        ("object", "object", p) for p in OBJECT_PROPERTIES] + [
+        ("left object", "object", p) for p in EACH_PROPERTIES]
+    for part, role, prop in cases:
+        for sign in (1, -1):
+            for pair in ((("red",), ("blue",)), (("square",), ("circle",)), (("1",), ("2",)),
+                          (("",), ("",))):
+                if prop == "count" and not pair[0][0]:
+                    continue  # a count is always named
+                change = RegionChange(part, role, prop, "", 0.0, 0.0, (2 * sign * NOTABLE[prop][0],),
+                                      2.0, 1.0, *pair)
+                text = scene_phrase(change, 0, sign)
+                (claim,) = scene_claims(text)
+                assert (claim.part, prop in claim.properties) == (part, True), text
+                assert claim.sign in (0, sign), text
+
+
 def test_judge_for_an_mllm_without_the_extension_says_what_to_add() -> None:
     from lexflow.errors import ConfigError
-    from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
+    from lexflow.explainers.base import Explainer, ExplainResponse
     from lexflow.quality.judge import judge_for
 
     class Plain(Explainer):

@@ -27,7 +27,14 @@ import quality  # noqa: E402
     (["--family", "digits", "--seeds", "0,x"], ["--seeds takes comma-separated"]),
     (["--family", "digits", "--seeds", "-1"], ["distinct non-negative integers"]),
     (["--family", "dsprites", "--seeds", "97"], ["No checkpoint of dsprites seed 97",
-                                                 "Seeds with one: 0", "--train"]),
+                                                 "Available seeds: 0", "--train"]),
+    (["--family", "digits", "-o", "temperature"], ["-o/--option: expected KEY=VALUE, got "
+                                                   "'temperature'"]),
+    (["--family", "digits", "--option", "=1"], ["expected KEY=VALUE, got '=1'"]),
+    (["--family", "digits", "--explainer", "ollama:/llava", "-o", "temprature=0"],
+     ["unknown option 'temprature'", "Did you mean 'temperature'"]),
+    (["--family", "digits", "--explainer", "ollama:/llava", "-o", "judge_temperature=warm"],
+     ["judge_temperature"]),
 ])
 def test_suite_bad_input_lists_what_exists_and_exits_2(argv: list[str], expected: list[str],
                                                       capsys: pytest.CaptureFixture[str]) -> None:
@@ -36,6 +43,31 @@ def test_suite_bad_input_lists_what_exists_and_exits_2(argv: list[str], expected
     for text in expected:
         assert text in err, err
     assert "Traceback" not in err
+
+
+def test_explainer_options_reach_the_explainer_the_suite_builds(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """``-o key=value`` is read as `lexflow explain -o` reads it and reaches get_explainer, both
+    for the input check and in run_family (stopped there: no model is asked anything)."""
+    from lexflow.explainers import base
+
+    built = []
+    real = base.get_explainer
+
+    def spy(uri: str, options: dict | None = None) -> object:
+        built.append(real(uri, options))
+        if len(built) > 1:
+            raise ConfigError("stop: the suite's explainer was built")
+        return built[-1]
+
+    monkeypatch.setattr(base, "get_explainer", spy)
+    argv = ["--family", "dsprites", "--seeds", "0", "--explainer", "ollama:/llava",
+            "-o", "judge_temperature=0.25", "--option", "max_attempts = 2"]
+    assert quality.main(argv) == 2
+    assert len(built) == 2
+    for exp in built:
+        assert exp.options.judge_temperature == 0.25 and exp.options.max_attempts == 2
+    assert built[1].options.concurrency == 16  # the suite's own options stay under -o's
 
 
 def test_every_bad_labels_row_is_listed(tmp_path: Path) -> None:
