@@ -26,6 +26,7 @@ VARIANT_LABELS = {
     "no_bias": "no bias prompt",
     "no_uncertainty": "one answer",
     "semantic": "semantic certainty",
+    "dominance": "certainty x dominance",
 }
 """How the table names the suite's variants (the paper's ablations)."""
 

@@ -18,7 +18,10 @@ uncertainty; no MLflow) and scores, per variant:
 
 Variants (the paper's ablations): ``full``; ``no_bias`` (no comparison rows, bias 'none');
 ``no_uncertainty`` (only the first answer: certainty 1 when it is non-empty); ``semantic``
-(semantic certainty, when lexflow.uncertainty.similarity_for("semantic") is available).
+(semantic certainty, when lexflow.uncertainty.similarity_for("semantic") is available). And one of
+lexflow's: ``dominance`` (the full answers, certainty multiplied by :func:`dominance`, the share of
+the measured change its largest part-property carries: a candidate certainty that also asks "does
+the latent change one thing?", reported beside the paper's, not used by ``lexflow explain``).
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from lexflow.quality.judge import Tally, judge_basis
 CLEAR_TOP = 0.6
 CLEAR_RUNNER_UP = 0.4
 DISTRACTORS = 3
-VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic")
+VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic", "dominance")
 
 
 @dataclass(frozen=True)
@@ -127,6 +130,15 @@ def auroc(labels: list[bool], scores: list[float]) -> float | None:
     from sklearn.metrics import roc_auc_score
 
     return float(roc_auc_score(labels, scores))
+
+
+def dominance(evidence: Any) -> float:
+    """The share of a traversal's measured change that its largest change carries: the largest
+    score over every part and property (``Evidence.changes``) divided by their sum, in [0, 1]
+    (0 when nothing moves). 1: one thing changes; 1/k: k things change as much."""
+    scores = [max(0.0, float(c.score)) for c in evidence.changes]
+    total = sum(scores)
+    return max(scores) / total if total > 0 else 0.0
 
 
 def _views(decoder: Any, config: Any, indices: tuple[int, ...]) -> _Views:
@@ -297,6 +309,10 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
         elif variant == "no_uncertainty":
             rep = reported(full, first_only=True)
             note = "first answer only"
+        elif variant == "dominance":
+            rep = {i: (text, certainty * dominance(measured[i].evidence))
+                   for i, (text, certainty) in reported(full).items()}
+            note = "certainty x dominance of the largest measured change"
         elif variant == "semantic":
             try:
                 sim = similarity_for("semantic")
