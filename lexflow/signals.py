@@ -7,9 +7,10 @@ like KeyboardInterrupt (so no ``except Exception`` swallows it): the run's failu
 the version ``failed`` with ``lexflow.error``, and the CLI exits with 128 + the signal number.
 Further SIGTERMs are ignored while that cleanup runs (a SIGKILL still ends it).
 
-A SIGTERM that arrives inside :func:`deferred` (a registry write such as the version-tag steps)
-is held until the block ends: raised in the middle of a database call, it could leave the
-store's connection holding a lock, and the failure tag written next would then be refused.
+A SIGTERM that arrives inside :func:`deferred` (a store call: the version-tag steps, and every
+run write in lexflow.tracking.runs) is held until the block ends: raised in the middle of a
+database call, it could leave the store's connection holding a lock, and the failure tag written
+next would then be refused.
 """
 
 from __future__ import annotations
@@ -39,7 +40,14 @@ _depth = [0]
 
 @contextmanager
 def deferred() -> Iterator[None]:
-    """Hold a SIGTERM received in the block until the block ends (then raise Terminated)."""
+    """Hold a SIGTERM received in the block until the block ends (then raise Terminated).
+
+    Only the main thread defers: it is the thread a signal interrupts. A store call in a worker
+    thread runs to its end anyway, and the Terminated must be raised where the run's failure
+    handling is (the main thread), never in a worker that happened to finish last."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
     _depth[0] += 1
     try:
         yield

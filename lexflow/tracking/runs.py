@@ -15,6 +15,7 @@ from typing import Any
 
 from lexflow import names
 from lexflow.errors import TrackingError
+from lexflow.signals import deferred
 from lexflow.tracking.registry import _not_found, client
 
 
@@ -23,10 +24,12 @@ def log_params(run_id: str, params: dict[str, str]) -> None:
     from mlflow.entities import Param
 
     c = client()
-    have = c.get_run(run_id).data.params
+    with deferred():
+        have = c.get_run(run_id).data.params
     new = [Param(k, v[:6000]) for k, v in params.items() if k not in have]
     if new:
-        c.log_batch(run_id, params=new)
+        with deferred():
+            c.log_batch(run_id, params=new)
 
 
 def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
@@ -38,13 +41,15 @@ def log_metrics(run_id: str, metrics: dict[str, float]) -> None:
     items = [Metric(k, float(v), now, 0) for k, v in metrics.items()]
     c = client()
     for start in range(0, len(items), 900):
-        c.log_batch(run_id, metrics=items[start : start + 900])
+        with deferred():
+            c.log_batch(run_id, metrics=items[start : start + 900])
 
 
 def set_run_tags(run_id: str, tags: dict[str, str]) -> None:
     from mlflow.entities import RunTag
 
-    client().log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
+    with deferred():
+        client().log_batch(run_id, tags=[RunTag(k, v) for k, v in tags.items()])
 
 
 def run_info(run_id: str) -> dict[str, Any] | None:
@@ -67,7 +72,8 @@ def log_json_artifact(run_id: str, path: str, doc: dict[str, Any]) -> None:
         local = os.path.join(tmp, os.path.basename(path))
         with open(local, "w", encoding="utf-8") as f:
             json.dump(doc, f)
-        client().log_artifact(run_id, local, os.path.dirname(path) or None)
+        with deferred():
+            client().log_artifact(run_id, local, os.path.dirname(path) or None)
 
 
 def download_run_json(run_id: str, directory: str) -> dict[str, dict[str, Any]]:

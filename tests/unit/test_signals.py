@@ -24,3 +24,45 @@ def test_sigterm_inside_deferred_is_held_until_the_block_ends() -> None:
             pass
         reached_end_of_block = True
     assert reached_end_of_block
+
+
+def test_deferred_in_a_worker_thread_neither_holds_nor_raises_there() -> None:
+    """The signal interrupts the main thread: a worker's store call is not deferred, and a
+    Terminated is never raised in the worker (the run's failure handling is in the main thread)."""
+    import threading
+
+    from lexflow import signals
+
+    seen: list[object] = []
+
+    def worker() -> None:
+        try:
+            with deferred():
+                seen.append(signals._depth[0])
+        except BaseException as exc:  # noqa: BLE001 - the test records anything raised
+            seen.append(exc)
+
+    with pytest.raises(Terminated), sigterm_raises(), deferred():
+        os.kill(os.getpid(), signal.SIGTERM)
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join()
+        assert seen == [1]  # the worker did not count itself, and raised nothing
+    assert signals._depth[0] == 0
+
+
+def test_run_writes_hold_a_sigterm_until_the_store_call_ends(monkeypatch: pytest.MonkeyPatch) -> None:
+    """tracking.runs: a SIGTERM arriving during log_batch lands after the call, not inside it."""
+    from lexflow.tracking import runs
+
+    calls: list[str] = []
+
+    class Store:
+        def log_batch(self, run_id: str, **kw: object) -> None:
+            os.kill(os.getpid(), signal.SIGTERM)  # arrives mid-call
+            calls.append("finished")
+
+    monkeypatch.setattr(runs, "client", lambda: Store())
+    with pytest.raises(Terminated), sigterm_raises():
+        runs.set_run_tags("r", {"a": "b"})
+    assert calls == ["finished"]
