@@ -20,6 +20,7 @@ import os
 import queue
 import sys
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,8 +36,8 @@ from lexflow.errors import ConfigError
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
 from lexflow.sanitize import clean_response
-from lexflow.stages.decode import BatchDecoder, decode_traversals
-from lexflow.stages.evidence import Evidence, measure_traversal
+from lexflow.stages.decode import BatchDecoder, decode_groups
+from lexflow.stages.evidence import Evidence, measure_traversals
 from lexflow.stages.plan import Plan, plan_for
 from lexflow.stages.render import (
     certainty_chart,
@@ -179,17 +180,33 @@ class Measured:
     render_failures: tuple[str, ...] = ()
 
 
-def _pictures(m: Measured, frames: np.ndarray, label: str) -> None:
-    """Draw the strip and the animation of one traversal; a picture that cannot be drawn is
-    named in ``m.render_failures`` and the run goes on (the grid is what explainers need)."""
+PICTURE_THREADS = 2  # the measure stage's drawing pool (grid PNG, strip, animation)
+
+
+def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
+    """(strip, animation, failures) of one traversal: a picture that cannot be drawn is None and
+    named in the failures, and the run goes on (the grid is what explainers need)."""
+    drawn: dict[str, bytes] = {}
     failures = []
     for what, draw in (("strip", traversal_strip), ("animation", traversal_gif)):
         try:
-            setattr(m, what, draw(frames))
+            drawn[what] = draw(frames)
         except Exception as exc:  # any drawing failure: a picture is never worth the run
             failures.append(f"latent {label}: could not draw the {what}: "
                             f"{type(exc).__name__}: {exc}")
-    m.render_failures = tuple(failures)
+    return drawn.get("strip"), drawn.get("animation"), tuple(failures)
+
+
+def _grid_png(frames: np.ndarray, values: tuple[float, ...]) -> bytes:
+    return png_bytes(traversal_grid(frames, values))
+
+
+def _draw(frames: np.ndarray, values: tuple[float, ...],
+          label: str) -> tuple[bytes, bytes | None, bytes | None, tuple[str, ...]]:
+    """(grid PNG, strip, animation, render failures) of one traversal, drawn on the measure
+    stage's pool while the evidence is measured (the PNG, GIF and zlib encoders release the
+    GIL, so on two cores the drawing mostly overlaps the measuring)."""
+    return (_grid_png(frames, values), *_pictures(frames, label))
 
 
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
@@ -238,17 +255,23 @@ def measure_latents(
     comparisons = bias == "disentanglement" and plan.items > 1
     measured = {i: Measured(*restored.measured[i]) for i in indices if i in restored.measured}
     todo = [i for i in indices if i not in measured]
-    with progress_bar(len(todo) * per, "decode", progress) as bar:
+    with progress_bar(len(todo) * per, "decode", progress) as bar, ThreadPoolExecutor(
+            max_workers=PICTURE_THREADS, thread_name_prefix="lexflow-draw") as pool:
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
-        for t in decode_traversals(batch, plan.codes, todo, plan.rows, plan.values):
-            ev = measure_traversal(t.index, t.frames)
-            measured[t.index] = Measured(ev, png_bytes(traversal_grid(t.frames, plan.values)))
-            _pictures(measured[t.index], t.frames, names.latent_label(t.index, plan.items))
-            if checkpoint:
-                checkpoint.output_range = batch.output_range
-                checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+        for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
+            # The pictures of the group draw on the pool while its evidence is measured here.
+            drawn = [pool.submit(_draw, t.frames, plan.values,
+                                 names.latent_label(t.index, plan.items)) for t in group]
+            evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
+            for t, ev, pictures in zip(group, evidence, drawn, strict=True):
+                grid, strip, animation, failures = pictures.result()
+                measured[t.index] = Measured(ev, grid, strip=strip, animation=animation,
+                                             render_failures=failures)
+                if checkpoint:
+                    checkpoint.output_range = batch.output_range
+                    checkpoint.add_measured(t.index, ev, grid)
         if checkpoint:
             checkpoint.flush()
         measured = {i: measured[i] for i in indices}  # in the order asked for
@@ -275,12 +298,14 @@ def measure_latents(
                 chunk = order[g : g + per_chunk]
                 z = np.concatenate([plan.comparison_codes(i, partners[i]) for i in chunk])
                 imgs = batch.decode(z)
-                for k, i in enumerate(chunk):
-                    frames = imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps]
-                    frames = frames.reshape(2, plan.steps, *frames.shape[1:])
+                rows = [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
+                    2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
+                grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
+                evidence = measure_traversals(chunk, rows)
+                for i, ev, grid in zip(chunk, evidence, grids, strict=True):
                     m = measured[i]
-                    m.comparison = measure_traversal(i, frames)
-                    m.comparison_grid = png_bytes(traversal_grid(frames, plan.values))
+                    m.comparison = ev
+                    m.comparison_grid = grid.result()
                     m.partner = partners[i]
                     if checkpoint:
                         checkpoint.add_comparison(i, partners[i], m.comparison, m.comparison_grid)

@@ -21,15 +21,24 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lexflow.stages.scenes import MIN_ANISOTROPY, RegionChange, analyse, traversal_changes
+from lexflow.stages.scenes import (
+    MIN_ANISOTROPY,
+    RegionChange,
+    Scene,
+    analyse,
+    scene_frames,
+    traversal_changes,
+)
 from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
-__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal"]
+__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal",
+           "measure_traversals"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
 # scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
@@ -207,12 +216,41 @@ def _region(change_map: np.ndarray) -> str:
 
 def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
     """Evidence for one latent. frames: float32 [rows, steps, C, H, W] in [0, 1]."""
+    return measure_traversals([index], [frames])[0]
+
+
+def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
+    """Evidence for several traversals of the same frame shape (float32 [rows, steps, C, H, W]
+    in [0, 1] each), the same as :func:`measure_traversal` of each: the per-frame measurements
+    (:func:`measure_frames`, :func:`lexflow.stages.scenes.analyse`) run once over all their
+    frames (every frame is measured on its own, so batching does not change a value)."""
+    if not frames:
+        return []
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames):
+        return [measure_traversals([i], [f])[0] for i, f in zip(indices, frames, strict=True)]
+    rows, steps = shape[:2]
+    per = rows * steps
+    flat = [f.reshape(per, *shape[2:]) for f in frames]
+    everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
+    props = measure_frames(everything)
+    scene = analyse(everything)
+    out = []
+    for k, (index, f) in enumerate(zip(indices, frames, strict=True)):
+        part = slice(k * per, (k + 1) * per)
+        out.append(_evidence(index, f, {key: v[part] for key, v in props.items()},
+                             scene_frames(scene, part)))
+    return out
+
+
+def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
+              scene: Scene) -> Evidence:
+    """Evidence of one traversal from its frames' measurements."""
     rows, steps = frames.shape[:2]
     step_abs = np.abs(np.diff(frames, axis=1))  # [rows, steps-1, C, H, W]
     step_change = step_abs.mean(axis=(0, 2, 3, 4))
     total = float(step_change.sum())
     region = _region(step_abs.mean(axis=(0, 1, 2)))
-    props = measure_frames(frames.reshape(rows * steps, *frames.shape[2:]))
     changes = _row_changes(props, rows, steps)
     start_end = {
         "x": props["x"], "y": props["y"], "scale": props["area"],
@@ -237,6 +275,6 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
         out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
                                   score, agreement))
     out.sort(key=lambda p: -p.score)
-    parts = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
+    parts = traversal_changes(scene, rows, steps)
     return Evidence(index, total >= INACTIVE_CHANGE, total,
                     tuple(float(v) for v in step_change), region, tuple(out), parts, True)

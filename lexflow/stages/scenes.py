@@ -75,6 +75,14 @@ class Scene:
     each: dict[str, np.ndarray]
 
 
+def scene_frames(scene: Scene, part: slice) -> Scene:
+    """The measurements of some of the frames (``part`` of the M frames) of a scene."""
+    return Scene(scene.two_tone[part], scene.flat[part], scene.upper_rgb[part],
+                 scene.lower_rgb[part], scene.tilt[part], scene.count[part],
+                 {k: v[part] for k, v in scene.obj.items()},
+                 {k: v[part] for k, v in scene.each.items()})
+
+
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rgb [..., 3] in [0, 1] -> hue in turns, saturation, value."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
