@@ -20,8 +20,8 @@ import os
 import queue
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -198,15 +198,9 @@ def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | Non
 
 
 def _grid_png(frames: np.ndarray, values: tuple[float, ...]) -> bytes:
+    """The grid PNG, drawn on the measure stage's pool while the evidence is measured (the
+    zlib, PNG and GIF encoders release the GIL, so on two cores drawing overlaps measuring)."""
     return png_bytes(traversal_grid(frames, values))
-
-
-def _draw(frames: np.ndarray, values: tuple[float, ...],
-          label: str) -> tuple[bytes, bytes | None, bytes | None, tuple[str, ...]]:
-    """(grid PNG, strip, animation, render failures) of one traversal, drawn on the measure
-    stage's pool while the evidence is measured (the PNG, GIF and zlib encoders release the
-    GIL, so on two cores the drawing mostly overlaps the measuring)."""
-    return (_grid_png(frames, values), *_pictures(frames, label))
 
 
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
@@ -260,15 +254,18 @@ def measure_latents(
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
+        pictures: list[tuple[int, Future[tuple[bytes | None, bytes | None, tuple[str, ...]]]]] = []
         for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
-            # The pictures of the group draw on the pool while its evidence is measured here.
-            drawn = [pool.submit(_draw, t.frames, plan.values,
-                                 names.latent_label(t.index, plan.items)) for t in group]
+            # The group's grids draw on the pool while its evidence is measured here; its
+            # pictures for people (first row only) after them, finishing while later groups
+            # and the comparison rows decode (nothing before the end reads them).
+            grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
+            pictures += [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
+                                               names.latent_label(t.index, plan.items)))
+                         for t in group]
             evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
-            for t, ev, pictures in zip(group, evidence, drawn, strict=True):
-                grid, strip, animation, failures = pictures.result()
-                measured[t.index] = Measured(ev, grid, strip=strip, animation=animation,
-                                             render_failures=failures)
+            for t, ev, grid in zip(group, evidence, grids, strict=True):
+                measured[t.index] = Measured(ev, grid.result())
                 if checkpoint:
                     checkpoint.output_range = batch.output_range
                     checkpoint.add_measured(t.index, ev, grid)
@@ -313,6 +310,9 @@ def measure_latents(
                         on_ready(i, measured)
             if checkpoint:
                 checkpoint.flush()
+        for i, drawn in pictures:
+            m = measured[i]
+            m.strip, m.animation, m.render_failures = drawn.result()
     return measured, batch.output_range or (0.0, 1.0), plan.values
 
 

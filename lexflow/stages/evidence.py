@@ -31,6 +31,7 @@ from lexflow.stages.scenes import (
     RegionChange,
     Scene,
     analyse,
+    row_median,
     scene_frames,
     traversal_changes,
 )
@@ -262,8 +263,8 @@ def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
     for name in PROPERTIES:
         per_row = changes[name]
         notable, unit = NOTABLE[name]
-        median = float(np.median(per_row))
-        score = float(np.median(np.abs(per_row)) / notable)
+        median = float(row_median(per_row))
+        score = float(row_median(np.abs(per_row)) / notable)
         agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
         series = start_end[name].reshape(rows, steps)
         if name == "hue":  # circular mean of the end frames
