@@ -28,6 +28,7 @@ extent and width are pixels of the analysed (possibly downsampled) frame; hue in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -114,18 +115,44 @@ def _downsample(images: np.ndarray) -> np.ndarray:
     return x.mean(axis=(3, 5))
 
 
-def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarray,
-                   edge: np.ndarray) -> dict[str, np.ndarray]:
-    """Shape and colour of each group (label 1..n of ``group``; 0 = none) from soft weights.
+@dataclass(frozen=True)
+class _Pixels:
+    """The pixels of the kept objects of every frame, gathered once for every grouping of them
+    (all objects of a frame together, then each object): flat indices, weights, coordinates."""
 
-    Only the pixels of some group with a non-zero weight are visited (objects are small).
-    """
+    h: int
+    w: int
+    flat: np.ndarray  # [P] flat indices of object pixels with a non-zero weight
+    wt: np.ndarray  # [P] their weights (float64)
+    xs: np.ndarray
+    ys: np.ndarray
+    w2: np.ndarray  # weight squared
+    w2_rgb: tuple[np.ndarray, ...]  # weight squared times each colour channel
+    near: np.ndarray  # flat indices of every object pixel (the edge runs just outside too)
+    edge: np.ndarray  # the edge strength at ``near``
+
+
+def _gather(weight: np.ndarray, members: np.ndarray, rgb: np.ndarray, edge: np.ndarray) -> _Pixels:
+    """The pixels of ``members`` ([M, H, W] bool), once for every :func:`_group_moments`."""
     m, h, w = weight.shape
-    flat = np.flatnonzero((group > 0) & (weight > 0))
-    g = group.reshape(-1)[flat]
+    flat = np.flatnonzero(members & (weight > 0))
     wt = weight.reshape(-1)[flat].astype(np.float64)
     pix = flat % (h * w)
     ys, xs = (pix // w).astype(np.float64), (pix % w).astype(np.float64)
+    w2 = wt**2
+    near = np.flatnonzero(members)
+    return _Pixels(h, w, flat, wt, xs, ys, w2,
+                   tuple(w2 * rgb[:, ch].reshape(-1)[flat] for ch in range(3)),
+                   near, edge.reshape(-1)[near])
+
+
+def _group_moments(px: _Pixels, group_of: Callable[[np.ndarray], np.ndarray],
+                   n: int) -> dict[str, np.ndarray]:
+    """Shape and colour of each group (1..n; ``group_of`` flat pixel indices of ``px``) from
+    soft weights. Only the objects' pixels are visited (objects are small).
+    """
+    h, w, wt, xs, ys = px.h, px.w, px.wt, px.xs, px.ys
+    g = group_of(px.flat)
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(g, weights=values, minlength=n + 1)[1:]
@@ -152,13 +179,10 @@ def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarra
     ellipse_area = 4.0 * np.pi * np.sqrt(det)
     corners = (mass + ellipse_area - 2.0 * overlap) / mass
     # Core colour: weight squared leans on the object's inside, not its blended edge.
-    w2 = wt**2
-    core = total(w2) + 1e-9
-    colour = np.stack([total(w2 * rgb[:, ch].reshape(-1)[flat])
-                       for ch in range(3)], axis=1) / core[:, None]
+    core = total(px.w2) + 1e-9
+    colour = np.stack([total(c) for c in px.w2_rgb], axis=1) / core[:, None]
     hue, sat, val = rgb_to_hsv(colour)
-    near = np.flatnonzero(group > 0)  # the edge runs over the pixels just outside the shape too
-    perimeter = 1e-9 + np.bincount(group.reshape(-1)[near], weights=edge.reshape(-1)[near],
+    perimeter = 1e-9 + np.bincount(group_of(px.near), weights=px.edge,
                                    minlength=n + 1)[1:].astype(np.float64)
     return {
         "x": cx / max(w - 1, 1), "y": cy / max(h - 1, 1), "area": mass / (h * w),
@@ -250,8 +274,8 @@ def analyse(images: np.ndarray) -> Scene:
     gy, gx = np.gradient(weight, axis=(1, 2))
     edge = np.hypot(gx, gy)
     kept_pixel = keep[labels]
-    frame_group = np.where(kept_pixel, np.arange(1, m + 1)[:, None, None], 0)
-    obj = _group_moments(weight, frame_group, m, rgb, edge)
+    pixels = _gather(weight, kept_pixel, rgb, edge)
+    obj = _group_moments(pixels, lambda flat: flat // (h * w) + 1, m)  # a frame's objects
 
     # Each object: the MAX_OBJECTS largest components of a frame, ordered left to right.
     kept_ids = np.flatnonzero(keep)
@@ -259,7 +283,7 @@ def analyse(images: np.ndarray) -> Scene:
     if len(kept_ids) and count.max() >= 2:
         remap = np.zeros(n + 1, np.int64)
         remap[kept_ids] = np.arange(1, len(kept_ids) + 1)
-        comp = _group_moments(weight, remap[labels], len(kept_ids), rgb, edge)
+        comp = _group_moments(pixels, lambda flat: remap[labels.reshape(-1)[flat]], len(kept_ids))
         frames = frame_of[kept_ids]
         order = np.lexsort((-solid_area[kept_ids], frames))
         rank = np.empty(len(kept_ids), np.int64)
