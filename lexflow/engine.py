@@ -264,11 +264,11 @@ def measure_latents(
                                                names.latent_label(t.index, plan.items)))
                          for t in group]
             evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
-            for t, ev, grid in zip(group, evidence, grids, strict=True):
-                measured[t.index] = Measured(ev, grid.result())
+            for t, ev, png in zip(group, evidence, grids, strict=True):
+                measured[t.index] = Measured(ev, png.result())
                 if checkpoint:
                     checkpoint.output_range = batch.output_range
-                    checkpoint.add_measured(t.index, ev, grid)
+                    checkpoint.add_measured(t.index, ev, measured[t.index].grid)
         if checkpoint:
             checkpoint.flush()
         measured = {i: measured[i] for i in indices}  # in the order asked for

@@ -107,7 +107,7 @@ def png_bytes(image: np.ndarray) -> bytes:
     filtered[repeated, 0] = 2  # up: the row above, so all zeros
     filtered[repeated, 1:] = 0
     deflate = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 9, PNG_STRATEGY)
-    data = deflate.compress(filtered) + deflate.flush()
+    data = deflate.compress(filtered.data) + deflate.flush()
     header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, not interlaced
     return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data)
             + _chunk(b"IEND", b""))

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -431,7 +432,7 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
     return {k: np.where(ok & np.isfinite(v), v, 0.0) for k, v in out.items()}
 
 
-def row_median(values: np.ndarray) -> np.generic:
+def row_median(values: np.ndarray) -> Any:
     """``np.median`` of a short 1-D array, the same value (the middle element, or the mean of the
     middle two in the array's dtype; NaN when any is NaN) without its general machinery, which
     costs several times more than the work on a few rows (this runs for every property of every
@@ -439,12 +440,12 @@ def row_median(values: np.ndarray) -> np.generic:
     a = np.sort(np.asarray(values).ravel())
     n = len(a)
     if n == 0 or a.dtype.kind != "f":  # integers and empty arrays: numpy's own
-        return np.median(values)  # type: ignore[no-any-return]
+        return np.median(values)
     if np.isnan(a[-1]):  # sort puts NaN last
-        return a[-1]  # type: ignore[no-any-return]
+        return a[-1]
     if n % 2:
-        return a[n // 2]  # type: ignore[no-any-return]
-    return (a[n // 2 - 1] + a[n // 2]) / 2  # type: ignore[no-any-return]
+        return a[n // 2]
+    return (a[n // 2 - 1] + a[n // 2]) / 2
 
 
 def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.ndarray,
