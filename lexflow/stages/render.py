@@ -66,11 +66,13 @@ def traversal_grid(frames: np.ndarray, values: tuple[float, ...] | None = None) 
     width = steps * (tw + PAD) + PAD
     canvas = np.full((top + rows * (th + PAD) + PAD, width, 3), 255, np.uint8)
     # Each cell is PAD white pixels above and left of its tile; the nearest-neighbour upscale
-    # and the cell layout are one broadcast assignment into a view of the canvas.
+    # (columns repeated first, so each copied run is a whole tile row) and the cell layout are
+    # one broadcast assignment into a view of the canvas.
     cells = canvas[top : top + rows * (th + PAD), : steps * (tw + PAD)]
     cells = cells.reshape(rows, th + PAD, steps, tw + PAD, 3)[:, PAD:, :, PAD:]
-    cells = cells.reshape(rows, h, scale, steps, w, scale, 3)
-    cells[...] = tiles.transpose(0, 2, 1, 3, 4)[:, :, None, :, :, None]
+    cells = cells.reshape(rows, h, scale, steps, tw, 3)
+    wide = np.repeat(tiles, scale, axis=3) if scale > 1 else tiles  # [rows, steps, h, tw, 3]
+    cells[...] = wide.transpose(0, 2, 1, 3, 4)[:, :, None]
     if values is not None:
         canvas[:HEADER] = _header(tuple(float(v) for v in values), tw, width)
     return canvas
