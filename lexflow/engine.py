@@ -197,6 +197,16 @@ def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | Non
     return drawn.get("strip"), drawn.get("animation"), tuple(failures)
 
 
+_Drawing = list[tuple[int, Future[tuple[bytes | None, bytes | None, tuple[str, ...]]]]]
+
+
+def _finish_pictures(measured: dict[int, Measured], drawing: _Drawing) -> None:
+    """Wait for pictures drawing on the pool and keep them with their items."""
+    for i, drawn in drawing:
+        m = measured[i]
+        m.strip, m.animation, m.render_failures = drawn.result()
+
+
 def _grid_png(frames: np.ndarray, values: tuple[float, ...]) -> bytes:
     """The grid PNG, drawn on the measure stage's pool while the evidence is measured (the
     zlib, PNG and GIF encoders release the GIL, so on two cores drawing overlaps measuring)."""
@@ -254,21 +264,24 @@ def measure_latents(
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
-        pictures: list[tuple[int, Future[tuple[bytes | None, bytes | None, tuple[str, ...]]]]] = []
+        pictures: _Drawing = []  # the latest group's pictures, still drawing
         for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
             # The group's grids draw on the pool while its evidence is measured here; its
-            # pictures for people (first row only) after them, finishing while later groups
-            # and the comparison rows decode (nothing before the end reads them).
+            # pictures for people (from a copy of the first row) after them, finishing while
+            # the next group or the comparison rows decode: nothing before the end reads them,
+            # and only one group's are ever pending (its frames are dropped as before).
             grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
-            pictures += [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
-                                               names.latent_label(t.index, plan.items)))
-                         for t in group]
+            drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
+                                             names.latent_label(t.index, plan.items)))
+                       for t in group]
             evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
             for t, ev, png in zip(group, evidence, grids, strict=True):
                 measured[t.index] = Measured(ev, png.result())
                 if checkpoint:
                     checkpoint.output_range = batch.output_range
                     checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+            _finish_pictures(measured, pictures)  # the previous group's
+            pictures = drawing
         if checkpoint:
             checkpoint.flush()
         measured = {i: measured[i] for i in indices}  # in the order asked for
@@ -310,9 +323,7 @@ def measure_latents(
                         on_ready(i, measured)
             if checkpoint:
                 checkpoint.flush()
-        for i, drawn in pictures:
-            m = measured[i]
-            m.strip, m.animation, m.render_failures = drawn.result()
+        _finish_pictures(measured, pictures)
     return measured, batch.output_range or (0.0, 1.0), plan.values
 
 

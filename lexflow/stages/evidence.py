@@ -51,6 +51,7 @@ NOTABLE: dict[str, tuple[float, str]] = {
 }
 PROPERTIES = tuple(NOTABLE)
 
+EVIDENCE_PIXELS = 40 * 32 * 32  # frame pixels measured at once by measure_traversals
 INACTIVE_CHANGE = 0.01  # mean absolute pixel change summed over steps, in [0, 1] intensity
 MIN_SATURATION = 0.2  # below this hue is undefined
 REGIONS = (
@@ -232,15 +233,21 @@ def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> 
         return [measure_traversals([i], [f])[0] for i, f in zip(indices, frames, strict=True)]
     rows, steps = shape[:2]
     per = rows * steps
-    flat = [f.reshape(per, *shape[2:]) for f in frames]
-    everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
-    props = measure_frames(everything)
-    scene = analyse(everything)
+    # A few traversals at a time (two of 4 x 5 frames of 32x32): as fast as a whole decode
+    # group at once, while the working arrays stay small (a run's memory is about one decode
+    # group's frames; tests/integration/test_registry_scan.py bounds it).
+    chunk = max(1, EVIDENCE_PIXELS // (per * shape[-2] * shape[-1]))
     out = []
-    for k, (index, f) in enumerate(zip(indices, frames, strict=True)):
-        part = slice(k * per, (k + 1) * per)
-        out.append(_evidence(index, f, {key: v[part] for key, v in props.items()},
-                             scene_frames(scene, part)))
+    for start in range(0, len(frames), chunk):
+        some = frames[start : start + chunk]
+        flat = [f.reshape(per, *shape[2:]) for f in some]
+        everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
+        props = measure_frames(everything)
+        scene = analyse(everything)
+        for k, (index, f) in enumerate(zip(indices[start : start + chunk], some, strict=True)):
+            part = slice(k * per, (k + 1) * per)
+            out.append(_evidence(index, f, {key: v[part] for key, v in props.items()},
+                                 scene_frames(scene, part)))
     return out
 
 
