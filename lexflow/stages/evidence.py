@@ -31,6 +31,7 @@ from lexflow.stages.scenes import (
     RegionChange,
     Scene,
     analyse,
+    row_mean,
     row_median,
     scene_frames,
     traversal_changes,
@@ -272,14 +273,14 @@ def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
         notable, unit = NOTABLE[name]
         median = float(row_median(per_row))
         score = float(row_median(np.abs(per_row)) / notable)
-        agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
+        agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
         series = start_end[name].reshape(rows, steps)
         if name == "hue":  # circular mean of the end frames
             ang = 2 * np.pi * series
-            s0 = float(np.angle(np.exp(1j * ang[:, 0]).mean()) / (2 * np.pi) % 1.0)
-            s1 = float(np.angle(np.exp(1j * ang[:, -1]).mean()) / (2 * np.pi) % 1.0)
+            s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
+            s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
         else:
-            s0, s1 = float(series[:, 0].mean()), float(series[:, -1].mean())
+            s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
         out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
                                   score, agreement))
     out.sort(key=lambda p: -p.score)

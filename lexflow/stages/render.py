@@ -181,13 +181,33 @@ def traversal_strip(frames: np.ndarray, n: int = STRIP_FRAMES, cell: int = STRIP
     return png_bytes(np.asarray(canvas))  # lossless; PIL's optimize=True cost more than it saved
 
 
+def _shared_palette(image: np.ndarray) -> Any:
+    """A palette ("P") PIL image of uint8 [H, W, 3]: exact when it has at most 256 colours
+    (decoded shapes on flat backgrounds usually do), else quantised by PIL's fast octree."""
+    from PIL import Image
+
+    h, w, _ = image.shape
+    rgb = image.reshape(-1, 3).astype(np.uint32)
+    colours, index = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2],
+                               return_inverse=True)
+    if len(colours) > 256:
+        return Image.fromarray(np.ascontiguousarray(image)).quantize(
+            256, method=Image.Quantize.FASTOCTREE)
+    indexed = Image.frombytes("P", (w, h), index.astype(np.uint8).tobytes())
+    palette = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
+    indexed.putpalette(palette.astype(np.uint8).tobytes())
+    return indexed
+
+
 def traversal_gif(frames: np.ndarray, cell: int = GIF_CELL) -> bytes:
     """An animated GIF of the first row of a traversal, there and back again, looping.
     frames: float32 [rows, steps, C, H, W] in [0, 1].
 
-    The frames share one palette, quantised once (fast octree) over all of them at the size
-    drawn before upscaling; each frame is then a palette image, so the GIF writer quantises
-    nothing (quantising every upscaled frame apart was most of the measure stage's time)."""
+    The frames share one palette, made once over all of them at the size drawn before
+    upscaling (:func:`_shared_palette`: their own colours when there are at most 256, else
+    PIL's fast octree); each frame is then a palette image, upscaled as palette indices, so
+    the GIF writer quantises nothing (its median cut on every upscaled frame was most of the
+    measure stage's time)."""
     from PIL import Image
 
     if frames.ndim != 5:
@@ -198,8 +218,7 @@ def traversal_gif(frames: np.ndarray, cell: int = GIF_CELL) -> bytes:
     if method == Image.Resampling.BOX:  # larger than the cell: average down, then quantise
         tiles = np.stack([np.asarray(Image.fromarray(t).resize(size, method)) for t in tiles])
         n, h, w, _ = tiles.shape
-    mosaic = Image.fromarray(np.ascontiguousarray(tiles.reshape(n * h, w, 3)))
-    indexed = mosaic.quantize(256, method=Image.Quantize.FASTOCTREE)
+    indexed = _shared_palette(tiles.reshape(n * h, w, 3))
     imgs = [indexed.crop((0, k * h, w, (k + 1) * h)) for k in range(n)]
     if (w, h) != size:  # nearest upscale of palette indices: no new colours
         imgs = [img.resize(size, Image.Resampling.NEAREST) for img in imgs]

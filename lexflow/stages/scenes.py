@@ -448,6 +448,17 @@ def row_median(values: np.ndarray) -> Any:
     return (a[n // 2 - 1] + a[n // 2]) / 2
 
 
+def row_mean(values: np.ndarray) -> Any:
+    """``np.mean`` of a short 1-D array, the same value (numpy's sum, divided by the count as
+    numpy does) without its general machinery; see :func:`row_median`."""
+    a = np.asarray(values)
+    kind = a.dtype.kind
+    if a.ndim != 1 or a.size == 0 or kind not in "bfc" or a.dtype == np.float16:
+        return a.mean()
+    total = np.add.reduce(a, axis=None, dtype=np.float64 if kind == "b" else None)
+    return total.dtype.type(total / np.intp(a.size))
+
+
 def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.ndarray,
                names: np.ndarray | None = None) -> RegionChange | None:
     """The change, or None when no row moves it by KEPT_SCORE of its notable amount (the record
@@ -457,14 +468,14 @@ def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.
         return None
     median = float(row_median(per_row))
     score = float(row_median(np.abs(per_row)) / notable)
-    agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
+    agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
     series = np.where(np.isfinite(series), series, 0.0)
     if prop == "hue":
         ang = 2 * np.pi * series
-        s0 = float(np.angle(np.exp(1j * ang[:, 0]).mean()) / (2 * np.pi) % 1.0)
-        s1 = float(np.angle(np.exp(1j * ang[:, -1]).mean()) / (2 * np.pi) % 1.0)
+        s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
+        s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
     else:
-        s0, s1 = float(series[:, 0].mean()), float(series[:, -1].mean())
+        s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
     start_names = tuple(str(n) for n in names[:, 0]) if names is not None else ()
     end_names = tuple(str(n) for n in names[:, -1]) if names is not None else ()
     return RegionChange(part, role, prop, unit, s0, s1, tuple(float(v) for v in per_row), score,
