@@ -90,8 +90,7 @@ def test_png_of_other_arrays_decodes_to_the_same_pixels(image: np.ndarray) -> No
 def test_gif_frames_share_one_palette_and_look_like_the_frames() -> None:
     """The animation's frames share one palette, made once before upscaling (issue 14: median
     cut on every upscaled frame was most of the measure stage): up to 256 colours come through
-    exactly, more closely; it still
-    goes there and back, loops and keeps its frame time."""
+    exactly, more closely; it still goes there and back, loops and keeps its frame time."""
     from PIL import ImageSequence
 
     rng = np.random.default_rng(0)
