@@ -180,7 +180,10 @@ class Measured:
     render_failures: tuple[str, ...] = ()
 
 
-PICTURE_THREADS = 2  # the measure stage's drawing pool (grid PNG, strip, animation)
+# The measure stage's drawing thread (grid PNGs, strips, animations) beside the thread that
+# decodes and measures: on 2 cores one is about 10% faster than drawing inline, and a second
+# one is slower (benchmarks/measure_stage.py).
+PICTURE_THREADS = 1
 
 
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
