@@ -37,7 +37,7 @@ from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
 from lexflow.sanitize import clean_response
 from lexflow.stages.decode import BatchDecoder, decode_groups
-from lexflow.stages.evidence import Evidence, measure_traversals
+from lexflow.stages.evidence import Evidence, iter_traversals
 from lexflow.stages.plan import Plan, plan_for
 from lexflow.stages.render import (
     certainty_chart,
@@ -277,7 +277,7 @@ def measure_latents(
             drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
                                              names.latent_label(t.index, plan.items)))
                        for t in group]
-            evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
+            evidence = iter_traversals([t.index for t in group], [t.frames for t in group])
             for t, ev, png in zip(group, evidence, grids, strict=True):
                 measured[t.index] = Measured(ev, png.result())
                 if checkpoint:
@@ -314,7 +314,7 @@ def measure_latents(
                 rows = [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
                     2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
                 grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
-                evidence = measure_traversals(chunk, rows)
+                evidence = iter_traversals(chunk, rows)  # each item ready as soon as it can be
                 for i, ev, grid in zip(chunk, evidence, grids, strict=True):
                     m = measured[i]
                     m.comparison = ev

@@ -21,7 +21,7 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -40,7 +40,7 @@ from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
 __all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal",
-           "measure_traversals"]
+           "measure_traversals", "iter_traversals"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
 # scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
@@ -223,22 +223,30 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
 
 
 def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
-    """Evidence for several traversals of the same frame shape (float32 [rows, steps, C, H, W]
-    in [0, 1] each), the same as :func:`measure_traversal` of each: the per-frame measurements
-    (:func:`measure_frames`, :func:`lexflow.stages.scenes.analyse`) run once over all their
-    frames (every frame is measured on its own, so batching does not change a value)."""
+    """Evidence for several traversals (float32 [rows, steps, C, H, W] in [0, 1] each), the same
+    as :func:`measure_traversal` of each; see :func:`iter_traversals`."""
+    return list(iter_traversals(indices, frames))
+
+
+def iter_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> Iterator[Evidence]:
+    """:func:`measure_traversals`, yielding each traversal's evidence as soon as its few are
+    measured. Traversals of the same frame shape are measured a few at a time: the per-frame
+    measurements (:func:`measure_frames`, :func:`lexflow.stages.scenes.analyse`) run once over
+    all their frames (every frame is measured on its own, so batching does not change a
+    value)."""
     if not frames:
-        return []
+        return
     shape = frames[0].shape
     if any(f.shape != shape for f in frames):
-        return [measure_traversals([i], [f])[0] for i, f in zip(indices, frames, strict=True)]
+        for i, f in zip(indices, frames, strict=True):
+            yield from iter_traversals([i], [f])
+        return
     rows, steps = shape[:2]
     per = rows * steps
     # A few traversals at a time (two of 4 x 5 frames of 32x32): as fast as a whole decode
     # group at once, while the working arrays stay small (a run's memory is about one decode
     # group's frames; tests/integration/test_registry_scan.py bounds it).
     chunk = max(1, EVIDENCE_PIXELS // (per * shape[-2] * shape[-1]))
-    out = []
     for start in range(0, len(frames), chunk):
         some = frames[start : start + chunk]
         flat = [f.reshape(per, *shape[2:]) for f in some]
@@ -247,9 +255,8 @@ def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> 
         scene = analyse(everything)
         for k, (index, f) in enumerate(zip(indices[start : start + chunk], some, strict=True)):
             part = slice(k * per, (k + 1) * per)
-            out.append(_evidence(index, f, {key: v[part] for key, v in props.items()},
-                                 scene_frames(scene, part)))
-    return out
+            yield _evidence(index, f, {key: v[part] for key, v in props.items()},
+                            scene_frames(scene, part))
 
 
 def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
