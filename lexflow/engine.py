@@ -21,6 +21,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,8 +36,8 @@ from lexflow.errors import ConfigError
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
 from lexflow.sanitize import clean_response
-from lexflow.stages.decode import BatchDecoder, decode_traversals
-from lexflow.stages.evidence import Evidence, measure_traversal
+from lexflow.stages.decode import BatchDecoder, decode_groups
+from lexflow.stages.evidence import Evidence, iter_traversals
 from lexflow.stages.plan import Plan, plan_for
 from lexflow.stages.render import (
     certainty_chart,
@@ -179,17 +180,40 @@ class Measured:
     render_failures: tuple[str, ...] = ()
 
 
-def _pictures(m: Measured, frames: np.ndarray, label: str) -> None:
-    """Draw the strip and the animation of one traversal; a picture that cannot be drawn is
-    named in ``m.render_failures`` and the run goes on (the grid is what explainers need)."""
+# The measure stage's drawing thread (grid PNGs, strips, animations) beside the thread that
+# decodes and measures: on 2 cores one is about 10% faster than drawing inline, and a second
+# one is slower (benchmarks/measure_stage.py).
+PICTURE_THREADS = 1
+
+
+def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
+    """(strip, animation, failures) of one traversal: a picture that cannot be drawn is None and
+    named in the failures, and the run goes on (the grid is what explainers need)."""
+    drawn: dict[str, bytes] = {}
     failures = []
     for what, draw in (("strip", traversal_strip), ("animation", traversal_gif)):
         try:
-            setattr(m, what, draw(frames))
+            drawn[what] = draw(frames)
         except Exception as exc:  # any drawing failure: a picture is never worth the run
             failures.append(f"latent {label}: could not draw the {what}: "
                             f"{type(exc).__name__}: {exc}")
-    m.render_failures = tuple(failures)
+    return drawn.get("strip"), drawn.get("animation"), tuple(failures)
+
+
+_Drawing = list[tuple[int, Future[tuple[bytes | None, bytes | None, tuple[str, ...]]]]]
+
+
+def _finish_pictures(measured: dict[int, Measured], drawing: _Drawing) -> None:
+    """Wait for pictures drawing on the pool and keep them with their items."""
+    for i, drawn in drawing:
+        m = measured[i]
+        m.strip, m.animation, m.render_failures = drawn.result()
+
+
+def _grid_png(frames: np.ndarray, values: tuple[float, ...]) -> bytes:
+    """The grid PNG, drawn on the measure stage's pool while the evidence is measured (the
+    zlib, PNG and GIF encoders release the GIL, so on two cores drawing overlaps measuring)."""
+    return png_bytes(traversal_grid(frames, values))
 
 
 def _redraw_pictures(batch: BatchDecoder, plan: Plan, measured: dict[int, Measured],
@@ -205,7 +229,9 @@ def _redraw_pictures(batch: BatchDecoder, plan: Plan, measured: dict[int, Measur
         imgs = batch.decode(np.concatenate([plan.codes(i)[: plan.steps] for i in chunk]))
         for k, i in enumerate(chunk):
             frames = imgs[k * plan.steps : (k + 1) * plan.steps][None]
-            _pictures(measured[i], frames, names.latent_label(i, plan.items))
+            m = measured[i]
+            m.strip, m.animation, m.render_failures = _pictures(frames,
+                                                                names.latent_label(i, plan.items))
 
 
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
@@ -254,17 +280,29 @@ def measure_latents(
     comparisons = bias == "disentanglement" and plan.items > 1
     measured = {i: Measured(*restored.measured[i]) for i in indices if i in restored.measured}
     todo = [i for i in indices if i not in measured]
-    with progress_bar(len(todo) * per, "decode", progress) as bar:
+    with progress_bar(len(todo) * per, "decode", progress) as bar, ThreadPoolExecutor(
+            max_workers=PICTURE_THREADS, thread_name_prefix="lexflow-draw") as pool:
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
-        for t in decode_traversals(batch, plan.codes, todo, plan.rows, plan.values):
-            ev = measure_traversal(t.index, t.frames)
-            measured[t.index] = Measured(ev, png_bytes(traversal_grid(t.frames, plan.values)))
-            _pictures(measured[t.index], t.frames, names.latent_label(t.index, plan.items))
-            if checkpoint:
-                checkpoint.output_range = batch.output_range
-                checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+        pictures: _Drawing = []  # the latest group's pictures, still drawing
+        for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
+            # The group's grids draw on the pool while its evidence is measured here; its
+            # pictures for people (from a copy of the first row) after them, finishing while
+            # the next group or the comparison rows decode: nothing before the end reads them,
+            # and only one group's are ever pending (its frames are dropped as before).
+            grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
+            drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
+                                             names.latent_label(t.index, plan.items)))
+                       for t in group]
+            evidence = iter_traversals([t.index for t in group], [t.frames for t in group])
+            for t, ev, png in zip(group, evidence, grids, strict=True):
+                measured[t.index] = Measured(ev, png.result())
+                if checkpoint:
+                    checkpoint.output_range = batch.output_range
+                    checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+            _finish_pictures(measured, pictures)  # the previous group's
+            pictures = drawing
         _redraw_pictures(batch, plan, measured, [i for i in indices if i not in todo])
         if checkpoint:
             checkpoint.flush()
@@ -292,12 +330,14 @@ def measure_latents(
                 chunk = order[g : g + per_chunk]
                 z = np.concatenate([plan.comparison_codes(i, partners[i]) for i in chunk])
                 imgs = batch.decode(z)
-                for k, i in enumerate(chunk):
-                    frames = imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps]
-                    frames = frames.reshape(2, plan.steps, *frames.shape[1:])
+                rows = [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
+                    2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
+                grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
+                evidence = iter_traversals(chunk, rows)  # each item ready as soon as it can be
+                for i, ev, grid in zip(chunk, evidence, grids, strict=True):
                     m = measured[i]
-                    m.comparison = measure_traversal(i, frames)
-                    m.comparison_grid = png_bytes(traversal_grid(frames, plan.values))
+                    m.comparison = ev
+                    m.comparison_grid = grid.result()
                     m.partner = partners[i]
                     if checkpoint:
                         checkpoint.add_comparison(i, partners[i], m.comparison, m.comparison_grid)
@@ -305,6 +345,7 @@ def measure_latents(
                         on_ready(i, measured)
             if checkpoint:
                 checkpoint.flush()
+        _finish_pictures(measured, pictures)
     return measured, batch.output_range or (0.0, 1.0), plan.values
 
 

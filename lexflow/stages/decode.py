@@ -138,6 +138,15 @@ def decode_traversals(
 
     Yields one :class:`Traversal` per latent, in order, holding only one group in memory.
     """
+    for group in decode_groups(batch, plan_codes, indices, rows, values):
+        yield from group
+
+
+def decode_groups(
+    batch: BatchDecoder, plan_codes: Callable[[int], np.ndarray], indices: list[int],
+    rows: int, values: tuple[float, ...],
+) -> Iterator[list[Traversal]]:
+    """:func:`decode_traversals`, one decode group (the latents of one batch) at a time."""
     steps = len(values)
     per_latent = rows * steps
     group = max(1, batch.batch_size // per_latent)
@@ -145,6 +154,5 @@ def decode_traversals(
         chunk = indices[g : g + group]
         z = np.concatenate([plan_codes(i) for i in chunk], axis=0)
         images = batch.decode(z)
-        for k, i in enumerate(chunk):
-            frames = images[k * per_latent : (k + 1) * per_latent]
-            yield Traversal(i, values, frames.reshape(rows, steps, *frames.shape[1:]))
+        yield [Traversal(i, values, images[k * per_latent : (k + 1) * per_latent].reshape(
+                   rows, steps, *images.shape[1:])) for k, i in enumerate(chunk)]

@@ -21,15 +21,26 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from lexflow.stages.scenes import MIN_ANISOTROPY, RegionChange, analyse, traversal_changes
+from lexflow.stages.scenes import (
+    MIN_ANISOTROPY,
+    RegionChange,
+    Scene,
+    analyse,
+    row_mean,
+    row_median,
+    scene_frames,
+    traversal_changes,
+)
 from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
-__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal"]
+__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal",
+           "measure_traversals", "iter_traversals"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
 # scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
@@ -41,6 +52,7 @@ NOTABLE: dict[str, tuple[float, str]] = {
 }
 PROPERTIES = tuple(NOTABLE)
 
+EVIDENCE_PIXELS = 40 * 32 * 32  # frame pixels measured at once by measure_traversals
 INACTIVE_CHANGE = 0.01  # mean absolute pixel change summed over steps, in [0, 1] intensity
 MIN_SATURATION = 0.2  # below this hue is undefined
 REGIONS = (
@@ -207,12 +219,54 @@ def _region(change_map: np.ndarray) -> str:
 
 def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
     """Evidence for one latent. frames: float32 [rows, steps, C, H, W] in [0, 1]."""
+    return measure_traversals([index], [frames])[0]
+
+
+def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
+    """Evidence for several traversals (float32 [rows, steps, C, H, W] in [0, 1] each), the same
+    as :func:`measure_traversal` of each; see :func:`iter_traversals`."""
+    return list(iter_traversals(indices, frames))
+
+
+def iter_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> Iterator[Evidence]:
+    """:func:`measure_traversals`, yielding each traversal's evidence as soon as its few are
+    measured. Traversals of the same frame shape are measured a few at a time: the per-frame
+    measurements (:func:`measure_frames`, :func:`lexflow.stages.scenes.analyse`) run once over
+    all their frames (every frame is measured on its own, so batching does not change a
+    value)."""
+    if not frames:
+        return
+    shape = frames[0].shape
+    if any(f.shape != shape for f in frames):
+        for i, f in zip(indices, frames, strict=True):
+            yield from iter_traversals([i], [f])
+        return
+    rows, steps = shape[:2]
+    per = rows * steps
+    # A few traversals at a time (two of 4 x 5 frames of 32x32): as fast as a whole decode
+    # group at once, while the working arrays stay small (a run's memory is about one decode
+    # group's frames; tests/integration/test_registry_scan.py bounds it).
+    chunk = max(1, EVIDENCE_PIXELS // (per * shape[-2] * shape[-1]))
+    for start in range(0, len(frames), chunk):
+        some = frames[start : start + chunk]
+        flat = [f.reshape(per, *shape[2:]) for f in some]
+        everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
+        props = measure_frames(everything)
+        scene = analyse(everything)
+        for k, (index, f) in enumerate(zip(indices[start : start + chunk], some, strict=True)):
+            part = slice(k * per, (k + 1) * per)
+            yield _evidence(index, f, {key: v[part] for key, v in props.items()},
+                            scene_frames(scene, part))
+
+
+def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
+              scene: Scene) -> Evidence:
+    """Evidence of one traversal from its frames' measurements."""
     rows, steps = frames.shape[:2]
     step_abs = np.abs(np.diff(frames, axis=1))  # [rows, steps-1, C, H, W]
     step_change = step_abs.mean(axis=(0, 2, 3, 4))
     total = float(step_change.sum())
     region = _region(step_abs.mean(axis=(0, 1, 2)))
-    props = measure_frames(frames.reshape(rows * steps, *frames.shape[2:]))
     changes = _row_changes(props, rows, steps)
     start_end = {
         "x": props["x"], "y": props["y"], "scale": props["area"],
@@ -224,19 +278,19 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
     for name in PROPERTIES:
         per_row = changes[name]
         notable, unit = NOTABLE[name]
-        median = float(np.median(per_row))
-        score = float(np.median(np.abs(per_row)) / notable)
-        agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
+        median = float(row_median(per_row))
+        score = float(row_median(np.abs(per_row)) / notable)
+        agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
         series = start_end[name].reshape(rows, steps)
         if name == "hue":  # circular mean of the end frames
             ang = 2 * np.pi * series
-            s0 = float(np.angle(np.exp(1j * ang[:, 0]).mean()) / (2 * np.pi) % 1.0)
-            s1 = float(np.angle(np.exp(1j * ang[:, -1]).mean()) / (2 * np.pi) % 1.0)
+            s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
+            s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
         else:
-            s0, s1 = float(series[:, 0].mean()), float(series[:, -1].mean())
+            s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
         out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
                                   score, agreement))
     out.sort(key=lambda p: -p.score)
-    parts = traversal_changes(analyse(frames.reshape(rows * steps, *frames.shape[2:])), rows, steps)
+    parts = traversal_changes(scene, rows, steps)
     return Evidence(index, total >= INACTIVE_CHANGE, total,
                     tuple(float(v) for v in step_change), region, tuple(out), parts, True)

@@ -3,13 +3,17 @@ explainers, and for people a small strip and an animation per latent and a certa
 
 Speed (benchmarks/measure_stage.py): the grid is composed with array reshapes (no per-tile
 loop), the header of value labels is drawn once per (values, tile width) and reused, and PNG
-uses zlib's fastest level. PNG is lossless, so the decoded pixels are the same at every level;
-only the file size changes (a few percent larger on these flat-coloured grids).
+is filtered with numpy (the upscaled rows repeat) and deflated at zlib's fastest level with
+run-length matches (:func:`png_bytes`). PNG is lossless, so the decoded pixels are the same
+whatever the filter, level or strategy; only the file size changes. The animation quantises
+one palette for all its frames (:func:`traversal_gif`).
 """
 
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 from collections.abc import Sequence
 from functools import lru_cache
 from typing import Any
@@ -22,6 +26,7 @@ MIN_CELL = 64  # pixels; small decoders are upscaled (nearest) so people and MLL
 PAD = 2
 HEADER = 14
 PNG_LEVEL = 1  # zlib level: 1 is several times faster than PIL's default 6 on these grids
+PNG_STRATEGY = zlib.Z_RLE  # run-length matches only: faster again on filtered grids
 
 
 def _to_uint8(frames: np.ndarray) -> np.ndarray:
@@ -61,22 +66,53 @@ def traversal_grid(frames: np.ndarray, values: tuple[float, ...] | None = None) 
     width = steps * (tw + PAD) + PAD
     canvas = np.full((top + rows * (th + PAD) + PAD, width, 3), 255, np.uint8)
     # Each cell is PAD white pixels above and left of its tile; the nearest-neighbour upscale
-    # and the cell layout are one broadcast assignment into a view of the canvas.
+    # (columns repeated first, so each copied run is a whole tile row) and the cell layout are
+    # one broadcast assignment into a view of the canvas.
     cells = canvas[top : top + rows * (th + PAD), : steps * (tw + PAD)]
     cells = cells.reshape(rows, th + PAD, steps, tw + PAD, 3)[:, PAD:, :, PAD:]
-    cells = cells.reshape(rows, h, scale, steps, w, scale, 3)
-    cells[...] = tiles.transpose(0, 2, 1, 3, 4)[:, :, None, :, :, None]
+    cells = cells.reshape(rows, h, scale, steps, tw, 3)
+    wide = np.repeat(tiles, scale, axis=3) if scale > 1 else tiles  # [rows, steps, h, tw, 3]
+    cells[...] = wide.transpose(0, 2, 1, 3, 4)[:, :, None]
     if values is not None:
         canvas[:HEADER] = _header(tuple(float(v) for v in values), tw, width)
     return canvas
 
 
-def png_bytes(image: np.ndarray) -> bytes:
-    from PIL import Image
+def _chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data))
 
-    buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG", compress_level=PNG_LEVEL)
-    return buf.getvalue()
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """A PNG of a uint8 [H, W, 3] image (other arrays go through PIL).
+
+    Grids are nearest-upscaled tiles: every repeated row is PNG's "up" filter (all zeros) and
+    every other row the "sub" filter (left neighbour; upscaled pixels repeat, so half of it is
+    zeros), filtered with numpy and deflated at zlib level PNG_LEVEL with the run-length
+    strategy. Lossless like any PNG (the same decoded pixels), about 2.5x faster than PIL's
+    per-row adaptive filter at the same level and a little smaller on these grids.
+    """
+    img = np.ascontiguousarray(image)
+    if img.dtype != np.uint8 or img.ndim != 3 or img.shape[2] != 3 or 0 in img.shape:
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(image).save(buf, format="PNG", compress_level=PNG_LEVEL)
+        return buf.getvalue()
+    h, w, c = img.shape
+    rows = img.reshape(h, w * c)
+    filtered = np.empty((h, w * c + 1), np.uint8)
+    filtered[:, 0] = 1  # sub
+    filtered[:, 1 : c + 1] = rows[:, :c]
+    np.subtract(rows[:, c:], rows[:, :-c], out=filtered[:, c + 1 :])
+    repeated = np.zeros(h, bool)
+    repeated[1:] = (rows[1:] == rows[:-1]).all(axis=1)
+    filtered[repeated, 0] = 2  # up: the row above, so all zeros
+    filtered[repeated, 1:] = 0
+    deflate = zlib.compressobj(PNG_LEVEL, zlib.DEFLATED, 15, 9, PNG_STRATEGY)
+    data = deflate.compress(filtered.data) + deflate.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)  # 8-bit RGB, not interlaced
+    return (b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", data)
+            + _chunk(b"IEND", b""))
 
 
 # --- pictures for people: a strip per latent, an animation per latent, a certainty chart ---
@@ -95,8 +131,9 @@ class RenderError(LexflowError, ValueError):
     """A picture that cannot be drawn from these frames (the grid is unaffected)."""
 
 
-def _row_images(row: np.ndarray, cell: int) -> list[Any]:
-    """float [steps, C, H, W] in [0, 1] (C = 1 or 3) -> PIL images of ``cell`` px on the long side."""
+def _row_tiles(row: np.ndarray, cell: int) -> tuple[np.ndarray, tuple[int, int], Any]:
+    """float [steps, C, H, W] in [0, 1] (C = 1 or 3) -> uint8 tiles [steps, H, W, 3], the
+    (width, height) of ``cell`` px on the long side, and the resampling method to get there."""
     from PIL import Image
 
     if row.ndim != 4 or row.shape[1] not in (1, 3) or row.shape[0] < 1:
@@ -109,6 +146,14 @@ def _row_images(row: np.ndarray, cell: int) -> list[Any]:
     scale = cell / max(h, w)
     size = (max(1, round(w * scale)), max(1, round(h * scale)))
     method = Image.Resampling.NEAREST if scale >= 1 else Image.Resampling.BOX
+    return tiles, size, method
+
+
+def _row_images(row: np.ndarray, cell: int) -> list[Any]:
+    """float [steps, C, H, W] in [0, 1] (C = 1 or 3) -> PIL images of ``cell`` px on the long side."""
+    from PIL import Image
+
+    tiles, size, method = _row_tiles(row, cell)
     return [Image.fromarray(t).resize(size, method) for t in tiles]
 
 
@@ -133,22 +178,56 @@ def traversal_strip(frames: np.ndarray, n: int = STRIP_FRAMES, cell: int = STRIP
     canvas = Image.new("RGB", (len(imgs) * (w + 1) - 1, h), (255, 255, 255))
     for k, img in enumerate(imgs):
         canvas.paste(img, (k * (w + 1), 0))
-    buf = io.BytesIO()
-    canvas.save(buf, format="PNG", optimize=True)
-    return buf.getvalue()
+    return png_bytes(np.asarray(canvas))  # lossless; PIL's optimize=True cost more than it saved
+
+
+def _shared_palette(image: np.ndarray) -> Any:
+    """A palette ("P") PIL image of uint8 [H, W, 3]: exact when it has at most 256 colours
+    (decoded shapes on flat backgrounds usually do), else quantised by PIL's fast octree."""
+    from PIL import Image
+
+    h, w, _ = image.shape
+    rgb = image.reshape(-1, 3).astype(np.uint32)
+    colours, index = np.unique((rgb[:, 0] << 16) | (rgb[:, 1] << 8) | rgb[:, 2],
+                               return_inverse=True)
+    if len(colours) > 256:
+        return Image.fromarray(np.ascontiguousarray(image)).quantize(
+            256, method=Image.Quantize.FASTOCTREE)
+    indexed = Image.frombytes("P", (w, h), index.astype(np.uint8).tobytes())
+    palette = np.stack([colours >> 16, (colours >> 8) & 255, colours & 255], axis=1)
+    indexed.putpalette(palette.astype(np.uint8).tobytes())
+    return indexed
 
 
 def traversal_gif(frames: np.ndarray, cell: int = GIF_CELL) -> bytes:
     """An animated GIF of the first row of a traversal, there and back again, looping.
-    frames: float32 [rows, steps, C, H, W] in [0, 1]."""
+    frames: float32 [rows, steps, C, H, W] in [0, 1].
+
+    The frames share one palette, made once over all of them at the size drawn before
+    upscaling (:func:`_shared_palette`: their own colours when there are at most 256, else
+    PIL's fast octree); each frame is then a palette image, upscaled as palette indices, so
+    the GIF writer quantises nothing (its median cut on every upscaled frame was most of the
+    measure stage's time)."""
+    from PIL import Image
+
     if frames.ndim != 5:
         raise RenderError(f"cannot animate frames of shape {tuple(frames.shape)}: "
                           "expected [rows, steps, C, H, W]")
-    imgs = _row_images(frames[0], cell)
+    tiles, size, method = _row_tiles(frames[0], cell)
+    n, h, w, _ = tiles.shape
+    if method == Image.Resampling.BOX:  # larger than the cell: average down, then quantise
+        tiles = np.stack([np.asarray(Image.fromarray(t).resize(size, method)) for t in tiles])
+        n, h, w, _ = tiles.shape
+    indexed = _shared_palette(tiles.reshape(n * h, w, 3))
+    imgs = [indexed.crop((0, k * h, w, (k + 1) * h)) for k in range(n)]
+    if (w, h) != size:  # nearest upscale of palette indices: no new colours
+        imgs = [img.resize(size, Image.Resampling.NEAREST) for img in imgs]
     seq = imgs + imgs[-2:0:-1]  # ping-pong, without repeating the ends
     buf = io.BytesIO()
+    # optimize=False: the palette is already the frames' own (PIL's palette optimisation and
+    # transparent deltas cost more than they save here).
     seq[0].save(buf, format="GIF", save_all=True, append_images=seq[1:], loop=0,
-                duration=GIF_FRAME_MS, optimize=True)
+                duration=GIF_FRAME_MS, optimize=False)
     return buf.getvalue()
 
 

@@ -28,7 +28,9 @@ extent and width are pixels of the analysed (possibly downsampled) frame; hue in
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +77,14 @@ class Scene:
     each: dict[str, np.ndarray]
 
 
+def scene_frames(scene: Scene, part: slice) -> Scene:
+    """The measurements of some of the frames (``part`` of the M frames) of a scene."""
+    return Scene(scene.two_tone[part], scene.flat[part], scene.upper_rgb[part],
+                 scene.lower_rgb[part], scene.tilt[part], scene.count[part],
+                 {k: v[part] for k, v in scene.obj.items()},
+                 {k: v[part] for k, v in scene.each.items()})
+
+
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """rgb [..., 3] in [0, 1] -> hue in turns, saturation, value."""
     r, g, b = rgb[..., 0], rgb[..., 1], rgb[..., 2]
@@ -106,18 +116,44 @@ def _downsample(images: np.ndarray) -> np.ndarray:
     return x.mean(axis=(3, 5))
 
 
-def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarray,
-                   edge: np.ndarray) -> dict[str, np.ndarray]:
-    """Shape and colour of each group (label 1..n of ``group``; 0 = none) from soft weights.
+@dataclass(frozen=True)
+class _Pixels:
+    """The pixels of the kept objects of every frame, gathered once for every grouping of them
+    (all objects of a frame together, then each object): flat indices, weights, coordinates."""
 
-    Only the pixels of some group with a non-zero weight are visited (objects are small).
-    """
+    h: int
+    w: int
+    flat: np.ndarray  # [P] flat indices of object pixels with a non-zero weight
+    wt: np.ndarray  # [P] their weights (float64)
+    xs: np.ndarray
+    ys: np.ndarray
+    w2: np.ndarray  # weight squared
+    w2_rgb: tuple[np.ndarray, ...]  # weight squared times each colour channel
+    near: np.ndarray  # flat indices of every object pixel (the edge runs just outside too)
+    edge: np.ndarray  # the edge strength at ``near``
+
+
+def _gather(weight: np.ndarray, members: np.ndarray, rgb: np.ndarray, edge: np.ndarray) -> _Pixels:
+    """The pixels of ``members`` ([M, H, W] bool), once for every :func:`_group_moments`."""
     m, h, w = weight.shape
-    flat = np.flatnonzero((group > 0) & (weight > 0))
-    g = group.reshape(-1)[flat]
+    flat = np.flatnonzero(members & (weight > 0))
     wt = weight.reshape(-1)[flat].astype(np.float64)
     pix = flat % (h * w)
     ys, xs = (pix // w).astype(np.float64), (pix % w).astype(np.float64)
+    w2 = wt**2
+    near = np.flatnonzero(members)
+    return _Pixels(h, w, flat, wt, xs, ys, w2,
+                   tuple(w2 * rgb[:, ch].reshape(-1)[flat] for ch in range(3)),
+                   near, edge.reshape(-1)[near])
+
+
+def _group_moments(px: _Pixels, group_of: Callable[[np.ndarray], np.ndarray],
+                   n: int) -> dict[str, np.ndarray]:
+    """Shape and colour of each group (1..n; ``group_of`` flat pixel indices of ``px``) from
+    soft weights. Only the objects' pixels are visited (objects are small).
+    """
+    h, w, wt, xs, ys = px.h, px.w, px.wt, px.xs, px.ys
+    g = group_of(px.flat)
 
     def total(values: np.ndarray) -> np.ndarray:
         return np.bincount(g, weights=values, minlength=n + 1)[1:]
@@ -144,13 +180,10 @@ def _group_moments(weight: np.ndarray, group: np.ndarray, n: int, rgb: np.ndarra
     ellipse_area = 4.0 * np.pi * np.sqrt(det)
     corners = (mass + ellipse_area - 2.0 * overlap) / mass
     # Core colour: weight squared leans on the object's inside, not its blended edge.
-    w2 = wt**2
-    core = total(w2) + 1e-9
-    colour = np.stack([total(w2 * rgb[:, ch].reshape(-1)[flat])
-                       for ch in range(3)], axis=1) / core[:, None]
+    core = total(px.w2) + 1e-9
+    colour = np.stack([total(c) for c in px.w2_rgb], axis=1) / core[:, None]
     hue, sat, val = rgb_to_hsv(colour)
-    near = np.flatnonzero(group > 0)  # the edge runs over the pixels just outside the shape too
-    perimeter = 1e-9 + np.bincount(group.reshape(-1)[near], weights=edge.reshape(-1)[near],
+    perimeter = 1e-9 + np.bincount(group_of(px.near), weights=px.edge,
                                    minlength=n + 1)[1:].astype(np.float64)
     return {
         "x": cx / max(w - 1, 1), "y": cy / max(h - 1, 1), "area": mass / (h * w),
@@ -242,8 +275,8 @@ def analyse(images: np.ndarray) -> Scene:
     gy, gx = np.gradient(weight, axis=(1, 2))
     edge = np.hypot(gx, gy)
     kept_pixel = keep[labels]
-    frame_group = np.where(kept_pixel, np.arange(1, m + 1)[:, None, None], 0)
-    obj = _group_moments(weight, frame_group, m, rgb, edge)
+    pixels = _gather(weight, kept_pixel, rgb, edge)
+    obj = _group_moments(pixels, lambda flat: flat // (h * w) + 1, m)  # a frame's objects
 
     # Each object: the MAX_OBJECTS largest components of a frame, ordered left to right.
     kept_ids = np.flatnonzero(keep)
@@ -251,7 +284,7 @@ def analyse(images: np.ndarray) -> Scene:
     if len(kept_ids) and count.max() >= 2:
         remap = np.zeros(n + 1, np.int64)
         remap[kept_ids] = np.arange(1, len(kept_ids) + 1)
-        comp = _group_moments(weight, remap[labels], len(kept_ids), rgb, edge)
+        comp = _group_moments(pixels, lambda flat: remap[labels.reshape(-1)[flat]], len(kept_ids))
         frames = frame_of[kept_ids]
         order = np.lexsort((-solid_area[kept_ids], frames))
         rank = np.empty(len(kept_ids), np.int64)
@@ -399,6 +432,33 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
     return {k: np.where(ok & np.isfinite(v), v, 0.0) for k, v in out.items()}
 
 
+def row_median(values: np.ndarray) -> Any:
+    """``np.median`` of a short 1-D array, the same value (the middle element, or the mean of the
+    middle two in the array's dtype; NaN when any is NaN) without its general machinery, which
+    costs several times more than the work on a few rows (this runs for every property of every
+    part of every traversal)."""
+    a = np.sort(np.asarray(values).ravel())
+    n = len(a)
+    if n == 0 or a.dtype.kind != "f":  # integers and empty arrays: numpy's own
+        return np.median(values)
+    if np.isnan(a[-1]):  # sort puts NaN last
+        return a[-1]
+    if n % 2:
+        return a[n // 2]
+    return (a[n // 2 - 1] + a[n // 2]) / 2
+
+
+def row_mean(values: np.ndarray) -> Any:
+    """``np.mean`` of a short 1-D array, the same value (numpy's sum, divided by the count as
+    numpy does) without its general machinery; see :func:`row_median`."""
+    a = np.asarray(values)
+    kind = a.dtype.kind
+    if a.ndim != 1 or a.size == 0 or kind not in "bfc" or a.dtype == np.float16:
+        return a.mean()
+    total = np.add.reduce(a, axis=None, dtype=np.float64 if kind == "b" else None)
+    return total.dtype.type(total / np.intp(a.size))
+
+
 def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.ndarray,
                names: np.ndarray | None = None) -> RegionChange | None:
     """The change, or None when no row moves it by KEPT_SCORE of its notable amount (the record
@@ -406,16 +466,16 @@ def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.
     notable, unit = NOTABLE[prop]
     if not np.abs(per_row).max(initial=0.0) >= KEPT_SCORE * notable:
         return None
-    median = float(np.median(per_row))
-    score = float(np.median(np.abs(per_row)) / notable)
-    agreement = float(np.mean(np.sign(per_row) == np.sign(median))) if median else 0.0
+    median = float(row_median(per_row))
+    score = float(row_median(np.abs(per_row)) / notable)
+    agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
     series = np.where(np.isfinite(series), series, 0.0)
     if prop == "hue":
         ang = 2 * np.pi * series
-        s0 = float(np.angle(np.exp(1j * ang[:, 0]).mean()) / (2 * np.pi) % 1.0)
-        s1 = float(np.angle(np.exp(1j * ang[:, -1]).mean()) / (2 * np.pi) % 1.0)
+        s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
+        s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
     else:
-        s0, s1 = float(series[:, 0].mean()), float(series[:, -1].mean())
+        s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
     start_names = tuple(str(n) for n in names[:, 0]) if names is not None else ()
     end_names = tuple(str(n) for n in names[:, -1]) if names is not None else ()
     return RegionChange(part, role, prop, unit, s0, s1, tuple(float(v) for v in per_row), score,
