@@ -25,13 +25,17 @@ def bench(*args: str, timeout: float = 300) -> str:
     return proc.stdout
 
 
-def test_measure_stage_prints_the_three_paths_the_ratio_and_the_breakdown() -> None:
+@pytest.mark.parametrize("untrained", [False, True])
+def test_measure_stage_prints_the_three_paths_the_ratio_and_the_breakdown(untrained: bool) -> None:
     pytest.importorskip("matplotlib")
-    out = bench("benchmarks/measure_stage.py", "--latents", "3", "--repeats", "1")
+    out = bench("benchmarks/measure_stage.py", "--latents", "3", "--repeats", "1",
+                *(["--untrained"] if untrained else ["--train-epochs", "1"]))
     for line in ("the seed's way", "lexflow's measure stage", "the raw decoder forward",
-                 "faster", "PNG encoding", "evidence", "grid composition", "| decode |"):
+                 "faster", "PNG encoding", "evidence", "grid composition", "| decode |",
+                 "pictures (strip, animation)"):
         assert line in out, out
-    assert "3 latents x 4 rows x 5 steps" in out
+    kind = "untrained" if untrained else "trained on dSprites-like shapes"
+    assert f"MLP VAE ({kind}), 3 latents x 4 rows x 5 steps" in out
 
 
 def test_overlap_benchmark_answers_match_the_explainer_alone() -> None:
