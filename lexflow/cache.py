@@ -55,6 +55,30 @@ def _canonical(value: Any) -> Any:
     return repr(value)
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def image_digest(data: bytes) -> str:
+    """The SHA-256 of an image's decoded pixels (mode, size and pixel bytes) for a PNG, else of
+    its bytes: a cache key part that stays the same when lexflow encodes the same pixels
+    differently (a faster zlib setting, another filter), so a new encoder never re-asks an
+    answer the cache already holds."""
+    if bytes(data[:8]) == _PNG_SIGNATURE:
+        try:
+            import io
+
+            from PIL import Image
+
+            with Image.open(io.BytesIO(bytes(data))) as img:
+                img.load()
+                h = hashlib.sha256(f"png-pixels\0{img.mode}\0{img.size}\0".encode())
+                h.update(img.tobytes())
+                return h.hexdigest()
+        except Exception:  # not a readable PNG after all: its bytes identify it
+            pass
+    return hashlib.sha256(bytes(data)).hexdigest()
+
+
 def cache_key(parts: Mapping[str, Any]) -> str:
     """A stable hex digest of ``parts`` (order of the mapping does not matter)."""
     text = json.dumps({"format": CACHE_FORMAT, **_canonical(parts)}, sort_keys=True,

@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, ClassVar, TypeVar
 
-from lexflow.cache import AnswerCache, cache_key
+from lexflow.cache import AnswerCache, cache_key, image_digest
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import Answer, AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
@@ -275,7 +275,7 @@ class MLLMExplainer(APIJudgeMixin, Explainer):
         o = self.options
         return cache_key({
             "uri": self.uri, "base_url": self.base_url or "", "identity": identity,
-            "prompt": prompt.text, "images": list(prompt.images), "sample": sample,
+            "prompt": prompt.text, "images": [image_digest(b) for b in prompt.images], "sample": sample,
             "seed": sample_seed(o.seed, index, sample), "temperature": o.temperature,
             "max_tokens": o.max_tokens, "version": PROMPT_VERSION,
         })

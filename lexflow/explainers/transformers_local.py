@@ -38,7 +38,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
-from lexflow.cache import AnswerCache, cache_key
+from lexflow.cache import AnswerCache, cache_key, image_digest
 from lexflow.errors import ConfigError, ExplainerError, did_you_mean, require
 from lexflow.explainers.answers import AnswerRejected, parse_answer
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
@@ -336,7 +336,8 @@ class TransformersExplainer(JudgeMixin, Explainer):
         o = self.options
         return cache_key({
             "scheme": self.scheme, "model": self.fingerprint(), "prompt": prompt.text,
-            "images": list(prompt.images), "samples": request.samples, "index": request.index,
+            "images": [image_digest(b) for b in prompt.images], "samples": request.samples,
+            "index": request.index,
             "seed": o.seed, "temperature": o.temperature, "top_p": o.top_p,
             "max_new_tokens": o.max_new_tokens, "dtype": o.dtype, "version": CACHE_VERSION,
         })

@@ -208,6 +208,44 @@ def test_cache_key_covers_what_changes_an_answer_and_writes_atomically(tmp_path)
     assert not off.enabled and off.get(key) is None
 
 
+def test_image_key_is_the_pixels_not_the_png_encoding() -> None:
+    """A grid encoded another way (zlib level, filters) keys the same cached answers; other
+    pixels, another size or mode do not."""
+    import io
+    import zlib
+
+    import numpy as np
+    from PIL import Image
+
+    from lexflow.cache import image_digest
+    from lexflow.stages.render import png_bytes
+
+    rng = np.random.default_rng(0)
+    grid = (rng.random((40, 60, 3)) * 255).astype(np.uint8)
+
+    def pil_png(a: np.ndarray, level: int, mode: str = "RGB") -> bytes:
+        buf = io.BytesIO()
+        Image.fromarray(a).convert(mode).save(buf, format="PNG", compress_level=level)
+        return buf.getvalue()
+
+    encodings = {png_bytes(grid), pil_png(grid, 1), pil_png(grid, 9)}
+    assert len(encodings) == 3  # three different files...
+    assert len({image_digest(b) for b in encodings}) == 1  # ...one key
+    other = grid.copy()
+    other[0, 0, 0] ^= 1
+    assert image_digest(png_bytes(other)) != image_digest(png_bytes(grid))
+    assert image_digest(pil_png(grid, 6, "RGBA")) != image_digest(pil_png(grid, 6))
+    assert image_digest(png_bytes(grid[:, :30].copy())) != image_digest(png_bytes(grid))
+    broken = b"\x89PNG\r\n\x1a\n" + zlib.compress(b"not a png")
+    assert image_digest(broken) == __import__("hashlib").sha256(broken).hexdigest()
+    from lexflow.explainers.prompts import Prompt
+
+    ex = get_explainer("ollama:/llava")
+    keys = {ex.key_for(Prompt("p", (b, b)), 0, 0, "id") for b in encodings}
+    assert len(keys) == 1
+    assert ex.key_for(Prompt("p", (png_bytes(other),)), 0, 0, "id") not in keys
+
+
 def test_default_cache_dir_honours_the_environment(tmp_path, monkeypatch) -> None:
     monkeypatch.setenv("LEXFLOW_CACHE_DIR", str(tmp_path / "c"))
     assert AnswerCache.from_option(None).directory == tmp_path / "c"
