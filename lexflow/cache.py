@@ -25,6 +25,7 @@ import json
 import os
 import tempfile
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -62,21 +63,26 @@ def image_digest(data: bytes) -> str:
     """The SHA-256 of an image's decoded pixels (mode, size and pixel bytes) for a PNG, else of
     its bytes: a cache key part that stays the same when lexflow encodes the same pixels
     differently (a faster zlib setting, another filter), so a new encoder never re-asks an
-    answer the cache already holds."""
-    if bytes(data[:8]) == _PNG_SIGNATURE:
+    answer the cache already holds. Memoised: every sample of a request keys the same images."""
+    return _image_digest(bytes(data))
+
+
+@lru_cache(maxsize=256)
+def _image_digest(data: bytes) -> str:
+    if data[:8] == _PNG_SIGNATURE:
         try:
             import io
 
             from PIL import Image
 
-            with Image.open(io.BytesIO(bytes(data))) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 img.load()
                 h = hashlib.sha256(f"png-pixels\0{img.mode}\0{img.size}\0".encode())
                 h.update(img.tobytes())
                 return h.hexdigest()
         except Exception:  # not a readable PNG after all: its bytes identify it
             pass
-    return hashlib.sha256(bytes(data)).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 def cache_key(parts: Mapping[str, Any]) -> str:

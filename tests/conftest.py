@@ -55,18 +55,12 @@ def _answer_cache(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     """Every test (and every process a test starts) caches answers in a throwaway directory, not
     in ``~/.cache/lexflow``: a test never reads a cached answer a past run left there, and never
     fills the user's cache. A test that needs its own cache still sets LEXFLOW_CACHE_DIR itself."""
-    import os
-
     from lexflow.cache import ENV_CACHE_DIR
 
     path = tmp_path_factory.mktemp("lexflow-cache")
-    before = os.environ.get(ENV_CACHE_DIR)
-    os.environ[ENV_CACHE_DIR] = str(path)
-    yield path
-    if before is None:
-        os.environ.pop(ENV_CACHE_DIR, None)
-    else:
-        os.environ[ENV_CACHE_DIR] = before
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(ENV_CACHE_DIR, str(path))
+        yield path
 
 
 # --- the MLflow server ------------------------------------------------------------------------
