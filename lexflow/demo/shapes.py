@@ -160,8 +160,14 @@ def generate(n: int, *, seed: int = 0) -> ShapesBatch:
     """
     if n < 0:
         raise ValueError(f"n must be non-negative, got {n}")
-    rng = np.random.default_rng(seed)
-    factors: dict[str, np.ndarray] = {
+    factors = sample_factors(n, np.random.default_rng(seed))
+    images = render(*(factors[name] for name in FACTORS))
+    return ShapesBatch(images=images, factors=factors)
+
+
+def sample_factors(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Every factor drawn independently and uniformly from ``rng`` (in :data:`FACTORS` order)."""
+    return {
         "shape": rng.integers(0, len(SHAPE_NAMES), size=n).astype(np.int64),
         "scale": rng.uniform(0.0, 1.0, size=n).astype(np.float32),
         "rotation": rng.uniform(0.0, 90.0, size=n).astype(np.float32),
@@ -169,5 +175,3 @@ def generate(n: int, *, seed: int = 0) -> ShapesBatch:
         "y": rng.uniform(0.0, 1.0, size=n).astype(np.float32),
         "colour": rng.uniform(0.0, 1.0, size=n).astype(np.float32),
     }
-    images = render(*(factors[name] for name in FACTORS))
-    return ShapesBatch(images=images, factors=factors)

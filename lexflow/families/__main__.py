@@ -27,6 +27,9 @@ def _family_option(f: Any) -> Any:
 @click.option("--n", type=int, default=None, help="Training images (default: the family's).")
 @click.option("--latent-dim", type=int, default=None)
 @click.option("--beta", type=float, default=None)
+@click.option("--supervision", type=click.Choice(["pairs", "none"]), default=None,
+              help="pairs: weakly supervised (image pairs that differ in one factor, Ada-GVAE); "
+                   "none: unsupervised beta-TCVAE (default: the family's, pairs).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--force", is_flag=True, help="Train even when a matching checkpoint exists.")
 @click.option("--ship", is_flag=True,
@@ -37,7 +40,7 @@ def _family_option(f: Any) -> Any:
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Checkpoint cache (default ~/.cache/lexflow/families).")
 def train(family: str, epochs: int | None, n: int | None, latent_dim: int | None,
-          beta: float | None, seed: int, force: bool, ship: bool, out: Path | None,
+          beta: float | None, supervision: str | None, seed: int, force: bool, ship: bool, out: Path | None,
           cache_dir: Path | None) -> None:
     """Train (or load) the VAE of a family, then print which factor each latent tracks."""
     from lexflow.errors import LexflowError
@@ -55,11 +58,13 @@ def train(family: str, epochs: int | None, n: int | None, latent_dim: int | None
     )
 
     fam = get_family(family)
-    settings = with_overrides(fam.train, epochs=epochs, n=n, latent_dim=latent_dim, beta=beta)
+    settings = with_overrides(fam.train, epochs=epochs, n=n, latent_dim=latent_dim, beta=beta,
+                              supervision=supervision)
     if ship:
         if settings != fam.train or seed != SHIPPED_SEED:
             raise click.UsageError("--ship trains the shipped checkpoint: the family's default "
-                                   "settings and seed 0; drop --epochs/--n/--latent-dim/--beta/--seed.")
+                                   "settings and seed 0; drop --epochs/--n/--latent-dim/--beta/"
+                                   "--supervision/--seed.")
         start = time.perf_counter()
         model = train_model(fam, settings, seed=seed)
         took = time.perf_counter() - start

@@ -60,10 +60,16 @@ class TrainSettings:
     Attributes:
         model: ``mask`` (lexflow.demo.vae.BetaTCVAE: one coloured mask on black) or
             ``layered`` (lexflow.families.vae.LayeredVAE with ``layers`` coloured layers).
-        latent_dim, n (training images), epochs, beta (total-correlation weight), batch_size, lr.
+        supervision: ``pairs`` (weakly supervised, Ada-GVAE of Locatello et al. 2020: ``n`` pairs
+            of images that differ in one factor, see :meth:`Family.pairs` and
+            lexflow.families.vae.share_unchanged) or ``none`` (``n`` independent images, the
+            plain beta-TCVAE objective, as the demo's VAE is trained).
+        latent_dim, n (training images or pairs), epochs, beta (total-correlation weight),
+        batch_size (images per step), lr.
     """
 
     model: str = "mask"
+    supervision: str = "pairs"
     layers: int = 1
     latent_dim: int = 8
     n: int = 20_000
@@ -81,15 +87,47 @@ class Family:
         name: the family's name (``dsprites``, ``shapes3d``, ``digits``).
         description: one line for people.
         factors: the generative factors, in order.
-        generate: ``generate(n, seed=...) -> FamilyBatch``, deterministic in the seed.
+        sample: ``sample(n, rng) -> {name: [n] values}``: every factor drawn independently, plus
+            any hidden value the renderer needs (digits: which scan of the class is drawn).
+        render: ``render(values) -> float32 [n, 3, 32, 32]`` in [0, 1], from what ``sample`` gives.
         train: the default training settings of its VAE.
+        linked: (factor, hidden value) pairs: the hidden value is drawn again whenever the factor
+            is (a new digit is a new scan).
     """
 
     name: str
     description: str
     factors: tuple[Factor, ...]
-    generate: Callable[..., FamilyBatch]
+    sample: Callable[[int, np.random.Generator], dict[str, np.ndarray]]
+    render: Callable[[dict[str, np.ndarray]], np.ndarray]
     train: TrainSettings
+    linked: tuple[tuple[str, str], ...] = ()
+
+    def generate(self, n: int, *, seed: int = 0) -> FamilyBatch:
+        """``n`` images with independent factors; deterministic in ``seed`` (numpy default_rng)."""
+        if n < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
+        values = self.sample(n, np.random.default_rng(seed))
+        return FamilyBatch(self.render(values), {f.name: values[f.name] for f in self.factors})
+
+    def pairs(self, n: int, *, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """``n`` pairs of images ([n, 3, 32, 32] each) that differ in one factor.
+
+        The factor is chosen uniformly per pair and drawn again (with its linked hidden values);
+        every other value is shared. A categorical factor may be drawn to the same class, so a
+        few pairs are equal, as in Locatello et al. (2020). Deterministic in ``seed``.
+        """
+        if n < 0:
+            raise ValueError(f"n must be non-negative, got {n}")
+        rng = np.random.default_rng(seed)
+        first, fresh = self.sample(n, rng), self.sample(n, rng)
+        which = rng.integers(0, len(self.factors), n)
+        second = {k: v.copy() for k, v in first.items()}
+        for j, fac in enumerate(self.factors):
+            changed = which == j
+            for key in (fac.name, *(h for f, h in self.linked if f == fac.name)):
+                second[key][changed] = fresh[key][changed]
+        return self.render(first), self.render(second)
 
     def factor(self, name: str) -> Factor:
         return next(f for f in self.factors if f.name == name)

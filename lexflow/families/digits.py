@@ -16,7 +16,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from lexflow.families.base import COLOUR, X_WORDS, Y_WORDS, Factor, Family, FamilyBatch, TrainSettings
+from lexflow.families.base import COLOUR, X_WORDS, Y_WORDS, Factor, Family, TrainSettings
 
 SIZE = 32
 GLYPH = 16
@@ -60,25 +60,26 @@ def render(index: np.ndarray, thickness: np.ndarray, colour: np.ndarray, x: np.n
     return (mask[:, None] * rgb[:, :, None, None]).astype(np.float32)
 
 
-def generate(n: int, *, seed: int = 0) -> FamilyBatch:
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
-    rng = np.random.default_rng(seed)
+def sample(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Every factor drawn independently and uniformly, plus ``index``: which scan of the digit."""
     _, labels = glyphs()
     digit = rng.integers(0, 10, n).astype(np.int64)
     order = np.argsort(labels, kind="stable")  # scans grouped by class
     sizes = np.bincount(labels, minlength=10)
     starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
     index = order[starts[digit] + (rng.random(n) * sizes[digit]).astype(np.int64)]
-    factors: dict[str, np.ndarray] = {
+    return {
         "digit": digit,
+        "index": index,
         "thickness": rng.integers(0, THICKNESS_LEVELS, n).astype(np.int64),
         "colour": rng.uniform(0.0, 1.0, n).astype(np.float32),
         "x": rng.uniform(0.0, 1.0, n).astype(np.float32),
         "y": rng.uniform(0.0, 1.0, n).astype(np.float32),
     }
-    images = render(index, factors["thickness"], factors["colour"], factors["x"], factors["y"])
-    return FamilyBatch(images, factors)
+
+
+def render_values(values: dict[str, np.ndarray]) -> np.ndarray:
+    return render(values["index"], values["thickness"], values["colour"], values["x"], values["y"])
 
 
 FAMILY = Family(
@@ -94,6 +95,8 @@ FAMILY = Family(
         Factor("x", "continuous", 0.0, 1.0, "left edge 2 to 14 px", X_WORDS),
         Factor("y", "continuous", 0.0, 1.0, "top edge 2 to 14 px", Y_WORDS),
     ),
-    generate=generate,
-    train=TrainSettings(model="mask", latent_dim=8, n=12_000, epochs=6),
+    sample=sample,
+    render=render_values,
+    linked=(("digit", "index"),),
+    train=TrainSettings(model="mask", latent_dim=8, n=12_000, epochs=10),
 )

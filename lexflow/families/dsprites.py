@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from lexflow.families.base import (
     COLOUR,
     ROTATION_WORDS,
@@ -10,7 +12,6 @@ from lexflow.families.base import (
     Y_WORDS,
     Factor,
     Family,
-    FamilyBatch,
     TrainSettings,
 )
 
@@ -18,12 +19,17 @@ SHAPE_WORDS = (("'s shape",), ("shape of",), ("shape from",), ("rounder",), ("an
                ("rectangle",), ("ellipse",), ("triangle",), ("square",), ("circle",), ("morph",))
 
 
-def generate(n: int, *, seed: int = 0) -> FamilyBatch:
-    """``n`` images with independent uniform factors (see lexflow.demo.shapes.ShapesBatch)."""
+def sample(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Independent uniform factors, drawn as lexflow.demo.shapes.generate draws them."""
     from lexflow.demo import shapes
 
-    batch = shapes.generate(n, seed=seed)
-    return FamilyBatch(batch.images, dict(batch.factors))
+    return shapes.sample_factors(n, rng)
+
+
+def render(values: dict[str, np.ndarray]) -> np.ndarray:
+    from lexflow.demo import shapes
+
+    return shapes.render(*(values[name] for name in shapes.FACTORS))
 
 
 FAMILY = Family(
@@ -38,6 +44,7 @@ FAMILY = Family(
         Factor("y", "continuous", 0.0, 1.0, "centre 11 to 21 px from the top", Y_WORDS),
         Factor("colour", "periodic", 0.0, 1.0, "hue in turns", COLOUR),
     ),
-    generate=generate,
+    sample=sample,
+    render=render,
     train=TrainSettings(model="mask", latent_dim=8, n=20_000, epochs=8),
 )

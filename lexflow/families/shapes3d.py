@@ -25,7 +25,6 @@ from lexflow.families.base import (
     SCALE_WORDS,
     Factor,
     Family,
-    FamilyBatch,
     TrainSettings,
 )
 
@@ -86,12 +85,9 @@ def render(floor_hue: np.ndarray, wall_hue: np.ndarray, object_hue: np.ndarray, 
     return out
 
 
-def generate(n: int, *, seed: int = 0) -> FamilyBatch:
-    """``n`` scenes with every factor drawn independently and uniformly (numpy default_rng)."""
-    if n < 0:
-        raise ValueError(f"n must be non-negative, got {n}")
-    rng = np.random.default_rng(seed)
-    factors: dict[str, np.ndarray] = {
+def sample(n: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """Every factor drawn independently and uniformly."""
+    return {
         "floor_hue": rng.uniform(0.0, 1.0, n).astype(np.float32),
         "wall_hue": rng.uniform(0.0, 1.0, n).astype(np.float32),
         "object_hue": rng.uniform(0.0, 1.0, n).astype(np.float32),
@@ -99,7 +95,10 @@ def generate(n: int, *, seed: int = 0) -> FamilyBatch:
         "shape": rng.integers(0, len(SHAPE_NAMES), n).astype(np.int64),
         "orientation": rng.uniform(-30.0, 30.0, n).astype(np.float32),
     }
-    return FamilyBatch(render(**factors), factors)
+
+
+def render_values(values: dict[str, np.ndarray]) -> np.ndarray:
+    return render(**values)
 
 
 def _part(*parts: str) -> tuple[tuple[str, ...], ...]:
@@ -125,6 +124,7 @@ FAMILY = Family(
         Factor("orientation", "continuous", -30.0, 30.0, "degrees of camera roll",
                ROTATION_WORDS + (("camera",), ("viewpoint",), ("horizon",))),
     ),
-    generate=generate,
-    train=TrainSettings(model="layered", layers=3, latent_dim=10, n=12_000, epochs=6),
+    sample=sample,
+    render=render_values,
+    train=TrainSettings(model="layered", layers=3, latent_dim=10, n=12_000, epochs=20),
 )

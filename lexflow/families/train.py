@@ -38,6 +38,8 @@ DATA_SEED_OFFSET = 0
 SHIPPED_SEED = 0
 """The shipped checkpoints are seed 0 of each family's default settings."""
 FORMAT = "lexflow.family-checkpoint/1"
+SUPERVISION = ("pairs", "none")
+"""TrainSettings.supervision values: weakly supervised pairs (Ada-GVAE) or none."""
 _MODEL_SOURCES = ("lexflow/demo/vae.py", "lexflow/families/vae.py")
 """Files whose text decides the weights' layout (a change there may break ``load_state_dict``)."""
 
@@ -82,17 +84,35 @@ def build_model(settings: TrainSettings) -> Any:
 
 
 def train(family: Family, settings: TrainSettings, *, seed: int = 0, progress: bool = True) -> Any:
-    """Train the family's VAE (lexflow.demo.train's loop); deterministic in ``seed`` on CPU."""
+    """Train the family's VAE (lexflow.demo.train's loop); deterministic in ``seed`` on CPU.
+
+    ``supervision="pairs"``: each step takes ``batch_size / 2`` of ``n`` pairs that differ in one
+    factor (:meth:`Family.pairs`), shares the posteriors of the latents the pair did not move
+    (:func:`lexflow.families.vae.share_unchanged`) and applies the beta-TCVAE loss to both images.
+    ``"none"``: ``batch_size`` of ``n`` independent images and the plain beta-TCVAE loss.
+    """
     import torch
     from tqdm import tqdm
 
     from lexflow.demo.vae import beta_tcvae_loss
+    from lexflow.families.vae import share_unchanged
 
+    if settings.supervision not in SUPERVISION:
+        raise ConfigError(f"Unknown supervision {settings.supervision!r}; use one of "
+                          f"{', '.join(SUPERVISION)}.")
     torch.manual_seed(seed)
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True, warn_only=True)
-    n, bs = settings.n, settings.batch_size
-    data = torch.from_numpy(family.generate(n, seed=seed + DATA_SEED_OFFSET).images)
+    paired = settings.supervision == "pairs"
+    n = settings.n
+    if paired:
+        first, second = family.pairs(n, seed=seed + DATA_SEED_OFFSET)
+        data = torch.from_numpy(first)
+        partner = torch.from_numpy(second)
+        bs = max(1, settings.batch_size // 2)
+    else:
+        data = torch.from_numpy(family.generate(n, seed=seed + DATA_SEED_OFFSET).images)
+        bs = settings.batch_size
     model = build_model(settings)
     opt = torch.optim.Adam(model.parameters(), lr=settings.lr)
     steps = max(1, n // bs)
@@ -104,11 +124,14 @@ def train(family: Family, settings: TrainSettings, *, seed: int = 0, progress: b
     for _ in range(settings.epochs):
         perm = torch.randperm(n, generator=gen)
         for step in range(steps):
-            x = data[perm[step * bs : (step + 1) * bs]]
+            rows = perm[step * bs : (step + 1) * bs]
+            x = torch.cat([data[rows], partner[rows]]) if paired else data[rows]
             mean, logvar = model.encode(x)
+            if paired:
+                mean, logvar = share_unchanged(mean, logvar)
             z = model.reparameterize(mean, logvar)
-            terms = beta_tcvae_loss(x, model.decode(z), mean, logvar, z, dataset_size=n,
-                                    beta=settings.beta)
+            terms = beta_tcvae_loss(x, model.decode(z), mean, logvar, z,
+                                    dataset_size=2 * n if paired else n, beta=settings.beta)
             opt.zero_grad(set_to_none=True)
             terms.loss.backward()
             opt.step()

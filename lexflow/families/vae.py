@@ -41,3 +41,24 @@ class LayeredVAE(BetaTCVAE):
         weights = torch.softmax(self.decoder(z), dim=1)  # [N, L, 32, 32]
         rgb = torch.sigmoid(self.colour(z)).view(-1, self.layers, 3)  # [N, L, 3]
         return torch.einsum("nlhw,nlc->nchw", weights, rgb).clamp(1e-6, 1 - 1e-6)
+
+
+def share_unchanged(mean: Tensor, logvar: Tensor) -> tuple[Tensor, Tensor]:
+    """Ada-GVAE's posterior sharing (Locatello et al. 2020, "Weakly-Supervised Disentanglement
+    Without Compromises") for a batch of pairs: rows ``[:B]`` and ``[B:]`` are the two images of
+    each pair, which differ in one factor.
+
+    Per pair and latent, the KL divergence between the two posteriors says how much the latent
+    moved; latents below the midpoint of that pair's smallest and largest divergence are taken as
+    unchanged, and both images get the average of the two posteriors there (mean of the means and
+    of the variances). Returns the new (mean, logvar), same shapes.
+    """
+    m1, m2 = mean.chunk(2)
+    l1, l2 = logvar.chunk(2)
+    v1, v2 = l1.exp(), l2.exp()
+    kl = 0.5 * (v1 / v2 + (m2 - m1) ** 2 / v2 - 1.0 + l2 - l1)
+    cut = 0.5 * (kl.max(dim=1, keepdim=True).values + kl.min(dim=1, keepdim=True).values)
+    shared = kl < cut
+    avg_mean, avg_logvar = 0.5 * (m1 + m2), (0.5 * (v1 + v2)).log()
+    return (torch.cat([torch.where(shared, avg_mean, m1), torch.where(shared, avg_mean, m2)]),
+            torch.cat([torch.where(shared, avg_logvar, l1), torch.where(shared, avg_logvar, l2)]))

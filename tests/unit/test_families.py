@@ -84,6 +84,62 @@ def test_generic_factor_scores_match_the_demo() -> None:
     assert ours == pytest.approx(theirs)
 
 
+@pytest.mark.parametrize("name", FAMILY_NAMES)
+def test_pairs_differ_in_exactly_one_factor(name: str) -> None:
+    """Family.pairs: each pair shares every value but one factor's (and the hidden values linked
+    to it: a new digit is a new scan); every factor is the changed one for some pairs."""
+    from dataclasses import replace
+
+    fam = get_family(name)
+    seen: list[dict[str, np.ndarray]] = []
+
+    def keep(values: dict[str, np.ndarray]) -> np.ndarray:
+        seen.append(values)
+        return fam.render(values)
+
+    first, second = replace(fam, render=keep).pairs(400, seed=5)
+    assert first.shape == second.shape == (400, 3, 32, 32)
+    a, b = seen
+    assert set(a) == set(b) and {f.name for f in fam.factors} <= set(a)
+    moved = np.stack([a[f.name] != b[f.name] for f in fam.factors])  # [factors, pairs]
+    assert np.all(moved.sum(axis=0) <= 1)  # a categorical factor may be drawn to the same class
+    assert np.all(moved.any(axis=1))
+    hidden = set(a) - {f.name for f in fam.factors}
+    names = [f.name for f in fam.factors]
+    for key in hidden:  # a hidden value is drawn again only with the factor it is linked to
+        (factor,) = [f for f, h in fam.linked if h == key]
+        another_factor_moved = moved.any(axis=0) & ~moved[names.index(factor)]
+        assert not np.any((a[key] != b[key]) & another_factor_moved)
+        assert np.any(a[key] != b[key])
+    # equal values give equal images; moved ones nearly always different ones (a digit's x moves
+    # by whole pixels, so a small change of x may draw the same image)
+    values_moved = np.stack([a[k] != b[k] for k in a]).any(axis=0)
+    images_differ = np.abs(first - second).reshape(400, -1).max(axis=1) > 0
+    assert not np.any(images_differ & ~values_moved)
+    assert images_differ[values_moved].mean() > 0.9
+    again = fam.pairs(400, seed=5)
+    assert np.array_equal(again[0], first) and np.array_equal(again[1], second)
+
+
+def test_share_unchanged_averages_the_latents_a_pair_did_not_move() -> None:
+    import torch
+
+    from lexflow.families.vae import share_unchanged
+
+    mean = torch.tensor([[0.0, 1.0, 2.0, 0.5], [3.0, 3.0, 3.0, 3.0],   # first images
+                         [0.1, 1.1, -2.0, 0.5], [3.0, 3.0, 3.0, -3.0]])  # their partners
+    logvar = torch.tensor([[0.0, 0.0, 0.0, -1.0], [0.0] * 4, [0.2, 0.0, 0.0, -1.0], [0.0] * 4])
+    new_mean, new_logvar = share_unchanged(mean, logvar)
+    # pair 0 moved latent 2 only: 0, 1 and 3 are shared (both images get the average), 2 is kept
+    assert torch.allclose(new_mean[0], torch.tensor([0.05, 1.05, 2.0, 0.5]))
+    assert torch.allclose(new_mean[2], torch.tensor([0.05, 1.05, -2.0, 0.5]))
+    shared_var = torch.log(0.5 * (torch.exp(torch.tensor(0.0)) + torch.exp(torch.tensor(0.2))))
+    assert torch.allclose(new_logvar[0, 0], shared_var) and torch.allclose(new_logvar[2, 0], shared_var)
+    assert new_logvar[0, 2] == 0.0 and new_logvar[0, 3] == -1.0
+    # pair 1 moved latent 3 only
+    assert torch.equal(new_mean[1, :3], new_mean[3, :3]) and new_mean[1, 3] == 3.0 and new_mean[3, 3] == -3.0
+
+
 TINY = TrainSettings(model="mask", latent_dim=4, n=512, epochs=1, batch_size=128)
 
 
@@ -97,6 +153,20 @@ def test_train_command_caches_the_checkpoint(tmp_path) -> None:  # type: ignore[
     assert "latent" in first.output and len(list(tmp_path.glob("digits-*.pt"))) == 1
     second = CliRunner().invoke(main, args)
     assert second.exit_code == 0 and "trained" not in second.output
+    # the unsupervised loop is another setting, so another checkpoint
+    third = CliRunner().invoke(main, [*args, "--supervision", "none"])
+    assert third.exit_code == 0 and "trained now" in third.output, third.output
+    assert len(list(tmp_path.glob("digits-*.pt"))) == 2
+
+
+def test_unknown_supervision_is_a_clear_error() -> None:
+    from dataclasses import replace
+
+    from lexflow.errors import ConfigError
+    from lexflow.families.train import train
+
+    with pytest.raises(ConfigError, match="Unknown supervision 'labels'; use one of pairs, none"):
+        train(get_family("digits"), replace(TINY, supervision="labels"), progress=False)
 
 
 def test_layered_vae_decodes_in_range() -> None:
