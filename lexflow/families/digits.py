@@ -98,5 +98,5 @@ FAMILY = Family(
     sample=sample,
     render=render_values,
     linked=(("digit", "index"),),
-    train=TrainSettings(model="mask", latent_dim=8, n=12_000, epochs=10),
+    train=TrainSettings(model="mask", latent_dim=8, n=12_000, epochs=20),
 )
