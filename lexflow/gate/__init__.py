@@ -58,10 +58,17 @@ def gate(model_uri: str, policy: Policy, *, promote: str | None = None,
         embedder = local_embedder(policy.review.semantic_model)
     ev = registry.read_version(model_uri)
     result = evaluate(policy, ev, embedder=embedder, diff=_diff_evidence(policy, ev))
-    if promote and result.passed:
-        registry.promote(ev.name, ev.version, promote)
-    if record or promote:  # after the alias: lexflow.gate.status is the last thing written
-        registry.record(result, ev.name, ev.version)
+    if not (record or promote):
+        return result
+    from lexflow.signals import deferred, sigterm_raises
+
+    # A SIGTERM while the alias and the verdict are written waits until both are written whole,
+    # then ends the command (Terminated, exit 143): never an alias moved without its verdict, or
+    # the old lexflow.gate.status deleted and the new one not yet written.
+    with sigterm_raises(), deferred():
+        if promote and result.passed:
+            registry.promote(ev.name, ev.version, promote)
+        registry.record(result, ev.name, ev.version)  # after the alias: its status comes last
     return result
 
 

@@ -41,6 +41,7 @@ def _print(result: GateResult, *, promoted: str | None) -> None:
 def command(model_uri: str, policy_path: str, alias: str | None, record: bool, as_json: bool) -> None:
     """May MODEL_URI be promoted? Checks its lexflow explanation against a policy."""
     from lexflow.gate import gate, load_policy
+    from lexflow.signals import Terminated
 
     try:
         if alias is not None and not alias.strip():
@@ -53,6 +54,10 @@ def command(model_uri: str, policy_path: str, alias: str | None, record: bool, a
             check_alias(alias.strip())
         policy = load_policy(policy_path)
         result = gate(model_uri, policy, promote=alias, record=record)
+    except Terminated as exc:
+        click.echo(f"lexflow gate: error: {exc} after the verdict was recorded whole; "
+                   "run the gate again for its exit code.", err=True)
+        sys.exit(exc.exit_code)
     except LexflowError as exc:
         if as_json:
             click.echo(json.dumps({"error": type(exc).__name__, "message": str(exc)}))
