@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from lexflow.families import FAMILY_NAMES
+from lexflow.families.base import SUPERVISION
 
 
 @click.group()
@@ -27,7 +28,7 @@ def _family_option(f: Any) -> Any:
 @click.option("--n", type=int, default=None, help="Training images (default: the family's).")
 @click.option("--latent-dim", type=int, default=None)
 @click.option("--beta", type=float, default=None)
-@click.option("--supervision", type=click.Choice(["pairs", "none"]), default=None,
+@click.option("--supervision", type=click.Choice(SUPERVISION), default=None,
               help="pairs: weakly supervised (image pairs that differ in one factor, Ada-GVAE); "
                    "none: unsupervised beta-TCVAE (default: the family's, pairs).")
 @click.option("--seed", type=int, default=0, show_default=True)

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import numpy as np
 
 KINDS = ("continuous", "periodic", "categorical")
+SUPERVISION = ("pairs", "none")
+"""TrainSettings.supervision values: weakly supervised pairs (Ada-GVAE) or none."""
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 
 from lexflow.errors import CheckpointError, ConfigError
-from lexflow.families.base import Family, TrainSettings
+from lexflow.families.base import SUPERVISION, Family, TrainSettings
 
 SHIPPED = Path(__file__).with_name("checkpoints")
 CACHE = Path.home() / ".cache" / "lexflow" / "families"
@@ -38,8 +38,6 @@ DATA_SEED_OFFSET = 0
 SHIPPED_SEED = 0
 """The shipped checkpoints are seed 0 of each family's default settings."""
 FORMAT = "lexflow.family-checkpoint/1"
-SUPERVISION = ("pairs", "none")
-"""TrainSettings.supervision values: weakly supervised pairs (Ada-GVAE) or none."""
 _MODEL_SOURCES = ("lexflow/demo/vae.py", "lexflow/families/vae.py")
 """Files whose text decides the weights' layout (a change there may break ``load_state_dict``)."""
 
