@@ -22,7 +22,7 @@ import hashlib
 import json
 import sys
 from dataclasses import asdict, dataclass, replace
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -38,28 +38,35 @@ DATA_SEED_OFFSET = 0
 SHIPPED_SEED = 0
 """The shipped checkpoints are seed 0 of each family's default settings."""
 FORMAT = "lexflow.family-checkpoint/1"
-_MODEL_SOURCES = ("lexflow/demo/vae.py", "lexflow/families/vae.py")
-"""Files whose text decides the weights' layout (a change there may break ``load_state_dict``)."""
+_MODEL_SOURCES = {
+    "mask": ("lexflow/demo/vae.py",),
+    "layered": ("lexflow/demo/vae.py", "lexflow/families/vae.py"),
+}
+"""Per model kind, the files whose text decides its weights' layout (a change there may break
+``load_state_dict``): an edit to the layered model leaves the mask model's checkpoints valid."""
 
 
-@lru_cache(maxsize=1)
-def code_version() -> str:
-    """12 hex digits: a hash of the model source files and the training loop's source.
+@cache
+def code_version(model: str) -> str:
+    """12 hex digits: a hash of model kind ``model``'s source files and the training loop's source.
 
-    What makes a checkpoint stale is a change to the model classes or to how they are trained, not
-    a release: the lexflow version is recorded next to it but is not part of the key, so a version
-    bump does not force retraining, while any edit to the model code does.
+    What makes a checkpoint stale is a change to its model class or to how it is trained, not a
+    release: the lexflow version is recorded next to it but is not part of the key, so a version
+    bump does not force retraining, while any edit to the model's code does.
     """
     import inspect
 
     from lexflow.demo import vae as demo_vae
+    from lexflow.families.vae import share_unchanged
 
+    if model not in _MODEL_SOURCES:
+        raise ValueError(f"unknown model kind {model!r}; use one of {', '.join(_MODEL_SOURCES)}")
     root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
-    for rel in _MODEL_SOURCES:
+    for rel in _MODEL_SOURCES[model]:
         h.update(rel.encode())
         h.update((root / rel).read_bytes().replace(b"\r\n", b"\n"))
-    for fn in (train, demo_vae.beta_tcvae_loss):
+    for fn in (train, demo_vae.beta_tcvae_loss, share_unchanged):
         h.update(inspect.getsource(fn).encode())
     return h.hexdigest()[:12]
 
@@ -153,7 +160,7 @@ def is_shipped(family: Family, settings: TrainSettings, seed: int) -> bool:
 def cache_path(family: Family, settings: TrainSettings, seed: int,
                cache_dir: Path | None = None) -> Path:
     """The cache file of these settings, seed and the current code version."""
-    key = {**_config(family, settings, seed), "code_version": code_version()}
+    key = {**_config(family, settings, seed), "code_version": code_version(settings.model)}
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
     return (cache_dir or CACHE) / f"{family.name}-{digest}.pt"
 
@@ -189,7 +196,8 @@ def save_checkpoint(model: Any, path: Path, family: Family, settings: TrainSetti
 
     from lexflow._version import __version__
 
-    meta = Checkpoint(_config(family, settings, seed), code_version(), __version__, train_seconds)
+    meta = Checkpoint(_config(family, settings, seed), code_version(settings.model), __version__,
+                      train_seconds)
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"format": FORMAT, **asdict(meta), "state_dict": model.state_dict()}, path)
     return meta
@@ -218,10 +226,11 @@ def read_checkpoint(path: Path, family: Family, settings: TrainSettings, seed: i
     if saved.get("config") != config:
         raise CheckpointError(f"Checkpoint {path} was trained with {saved.get('config')}, not "
                               f"{config}. {fix}")
-    if saved.get("code_version") != code_version():
+    now = code_version(settings.model)
+    if saved.get("code_version") != now:
         raise CheckpointError(
             f"Checkpoint {path} was trained by model code {saved.get('code_version')} (lexflow "
-            f"{saved.get('lexflow_version')}); the code is now {code_version()}. {fix}")
+            f"{saved.get('lexflow_version')}); the code is now {now}. {fix}")
     model = build_model(settings)
     try:
         model.load_state_dict(saved["state_dict"])

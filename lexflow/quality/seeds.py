@@ -27,6 +27,7 @@ VARIANT_LABELS = {
     "no_uncertainty": "one answer",
     "semantic": "semantic certainty",
     "dominance": "certainty x dominance",
+    "readback": "certainty x encoder read-back",
 }
 """How the table names the suite's variants (the paper's ablations)."""
 

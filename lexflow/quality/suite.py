@@ -21,7 +21,10 @@ Variants (the paper's ablations): ``full``; ``no_bias`` (no comparison rows, bia
 (semantic certainty, when lexflow.uncertainty.similarity_for("semantic") is available). And one of
 lexflow's: ``dominance`` (the full answers, certainty multiplied by :func:`dominance`, the share of
 the measured change its largest part-property carries: a candidate certainty that also asks "does
-the latent change one thing?", reported beside the paper's, not used by ``lexflow explain``).
+the latent change one thing?", reported beside the paper's, not used by ``lexflow explain``), and
+``readback`` (the full answers, certainty multiplied by :func:`readback`, how well the VAE's own
+encoder reads back the value the traversal set: a candidate check for latents the decoder
+responds to but the model does not use; also not used by ``lexflow explain``).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from lexflow.quality.judge import Tally, judge_basis
 CLEAR_TOP = 0.6
 CLEAR_RUNNER_UP = 0.4
 DISTRACTORS = 3
-VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic", "dominance")
+VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic", "dominance", "readback")
 
 
 @dataclass(frozen=True)
@@ -139,6 +142,30 @@ def dominance(evidence: Any) -> float:
     scores = [max(0.0, float(c.score)) for c in evidence.changes]
     total = sum(scores)
     return max(scores) / total if total > 0 else 0.0
+
+
+def readback(model: Any, plan: Any, indices: tuple[int, ...]) -> dict[int, float]:
+    """Per latent, in [0, 1]: how well the VAE's own encoder reads back the value its traversal
+    set. The traversal's codes (``plan.codes(i)``, the ones the explainer's grid was decoded from)
+    are decoded and encoded again, and the value latent ``i`` was set to is correlated (Pearson,
+    clipped at 0) with latent ``i``'s posterior mean of the decoded frame; 0 when either does not
+    vary. A latent the model uses comes back (near 1); one the decoder responds to but the encoder
+    ignores (a side effect three prior standard deviations out) does not."""
+    import torch
+
+    out: dict[int, float] = {}
+    with torch.no_grad():
+        for i in indices:
+            codes = np.asarray(plan.codes(i), dtype=np.float32)
+            mean, _ = model.encode(model.decode(torch.from_numpy(codes)))
+            got = mean[:, i].double().numpy()
+            wanted = codes[:, i].astype(np.float64)
+            if got.std() == 0 or wanted.std() == 0:
+                out[i] = 0.0
+                continue
+            r = float(np.corrcoef(wanted, got)[0, 1])
+            out[i] = max(0.0, r) if np.isfinite(r) else 0.0
+    return out
 
 
 def _views(decoder: Any, config: Any, indices: tuple[int, ...]) -> _Views:
@@ -255,6 +282,7 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     from lexflow.explainers.base import get_explainer
     from lexflow.families.train import factor_map
     from lexflow.quality.judge import judge_for
+    from lexflow.stages.plan import plan_for
     from lexflow.tracking.job import explainer_options
     from lexflow.uncertainty import bow_similarity, consensus, similarity_for
 
@@ -313,6 +341,10 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
             rep = {i: (text, certainty * dominance(measured[i].evidence))
                    for i, (text, certainty) in reported(full).items()}
             note = "certainty x dominance of the largest measured change"
+        elif variant == "readback":
+            back = readback(model, plan_for(decoder, {}, config, "disentanglement"), indices)
+            rep = {i: (text, certainty * back[i]) for i, (text, certainty) in reported(full).items()}
+            note = "certainty x the encoder's read-back of the traversed value"
         elif variant == "semantic":
             try:
                 sim = similarity_for("semantic")

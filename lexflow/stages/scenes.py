@@ -414,10 +414,15 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
         d = np.diff(p["doubled_angle"], axis=1)
         rot = np.degrees(((d + np.pi) % (2 * np.pi) - np.pi).sum(axis=1)) / 2.0
         out["rotation"] = np.where(oriented, rot, 0.0)
+        has_hue = (p["brightness"] >= MIN_VALUE) & (p["saturation"] >= MIN_SATURATION)
         lit = (p["brightness"] >= MIN_VALUE).all(axis=1)
-        coloured = lit & (p["saturation"] >= MIN_SATURATION).all(axis=1)
         out["saturation"] = np.where(lit, out["saturation"], 0.0)
-        out["hue"] = np.where(coloured, _circular_change(p["hue"]), 0.0)
+        # The hue's path when every frame has one; else, when both ends have one, the shorter way
+        # from the first colour to the last (a decoder often takes a new hue through a dull one,
+        # and a viewer still reads "from blue to orange").
+        ends = ((p["hue"][last] - p["hue"][first] + 0.5) % 1.0) - 0.5
+        out["hue"] = np.where(has_hue.all(axis=1), _circular_change(p["hue"]),
+                              np.where(has_hue[:, 0] & has_hue[:, -1], ends, 0.0))
         # Strokes (a glyph) have a thickness but no corners or elongation worth naming; their
         # outline change is what is left when the glyph itself changes.
         slim = p["width"] / p["extent"]

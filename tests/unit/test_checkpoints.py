@@ -16,6 +16,7 @@ import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -84,7 +85,7 @@ def test_shipped_checkpoint_loads_and_matches_its_documented_factor_table(name: 
 
         fam = get_family(name)
         model, meta = ftrain.read_checkpoint(ftrain.SHIPPED / f"{name}.pt", fam, fam.train, 0)
-        assert meta.code_version == ftrain.code_version() and meta.train_seconds
+        assert meta.code_version == ftrain.code_version(fam.train.model) and meta.train_seconds
         fmap = ftrain.factor_map(model, fam, fam.generate(EVAL_N, seed=1000))
     assert model.latent_dim == latents == len(rows)
     assert sum(r.active for r in rows) == active
@@ -179,3 +180,31 @@ def test_the_demo_model_is_never_silently_retrained(tmp_path: Path,
     with pytest.raises(CheckpointError, match="was trained with .* Retrain it with: python -m "
                                               "lexflow.demo.train"):
         demo_train.load_or_train(path=stale, progress=False)
+
+
+def test_the_code_version_covers_each_model_kinds_own_sources(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An edit to the layered model (lexflow/families/vae.py) makes the layered checkpoints stale
+    and leaves the mask model's (dsprites, digits) valid; an edit to the shared base model or to
+    the training loop makes both stale."""
+    before = {kind: ftrain.code_version(kind) for kind in ("mask", "layered")}
+    assert before["mask"] != before["layered"]
+    real = Path.read_bytes
+
+    def edited(suffix: str) -> Any:
+        def read(self: Path) -> bytes:
+            text = real(self)
+            return text + b"\n# edited\n" if self.as_posix().endswith(suffix) else text
+        return read
+
+    try:
+        for suffix, stale in (("lexflow/families/vae.py", {"layered"}),
+                              ("lexflow/demo/vae.py", {"mask", "layered"})):
+            ftrain.code_version.cache_clear()
+            monkeypatch.setattr(Path, "read_bytes", edited(suffix))
+            after = {kind: ftrain.code_version(kind) for kind in before}
+            assert {k for k in before if after[k] != before[k]} == stale, suffix
+            monkeypatch.setattr(Path, "read_bytes", real)
+    finally:
+        ftrain.code_version.cache_clear()
+    with pytest.raises(ValueError, match="unknown model kind 'voxel'; use one of mask, layered"):
+        ftrain.code_version("voxel")

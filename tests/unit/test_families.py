@@ -181,6 +181,26 @@ def test_layered_vae_decodes_in_range() -> None:
     assert model.config()["layers"] == 3
 
 
+def test_a_latent_reaches_a_layers_colour_only_through_that_layers_read_out() -> None:
+    """With latent 2's weights zeroed in layer 0's read-out, no value of latent 2 (even far out,
+    where a traversal ends) changes layer 0's colour, while it still changes layer 1's."""
+    import torch
+
+    from lexflow.families.vae import LayeredVAE
+
+    torch.manual_seed(0)
+    model = LayeredVAE(latent_dim=5, layers=3, colour_code=3).eval()
+    with torch.no_grad():
+        model.readout.weight[0:3, 2] = 0.0  # layer 0's read-out rows
+        z = torch.randn(1, 5).repeat(7, 1)
+        z[:, 2] = torch.linspace(-6.0, 6.0, 7)
+        colours = model.layer_colours(z)
+    assert colours.shape == (7, 3, 3)
+    assert torch.equal(colours[:, 0], colours[:1, 0].expand(7, 3))
+    assert float((colours[:, 1] - colours[:1, 1]).abs().max()) > 1e-3
+    assert model.config()["colour_code"] == 3
+
+
 @pytest.mark.slow
 def test_suite_end_to_end_on_a_tiny_budget() -> None:
     from lexflow.families.train import load_or_train

@@ -75,6 +75,23 @@ def test_floor_and_object_colour_changes_name_their_part() -> None:
     assert answers_for(obj) == ["changes the object's colour from yellow to cyan"] * ROWS
 
 
+def test_an_object_colour_that_passes_through_a_dull_one_is_still_a_colour_change() -> None:
+    """Blue at one end, orange at the other, a dark grey between (as a decoder often paints a new
+    hue): the hue has no value in the middle frames, yet the row reads "from blue to orange"."""
+    def make(v: float, r: int) -> np.ndarray:
+        image = scene(wall=0.6, floor=0.3 + 0.05 * r, obj=0.0)
+        t = abs(v - 0.5) * 2  # 1 at the ends, 0 in the middle
+        rgb = colour(0.62 if v < 0.5 else 0.08) * t + np.full(3, 0.3) * (1 - t)
+        paint(image, square(16, 21, 4), rgb.astype(np.float32))
+        return image
+
+    frames = traversal(make, np.linspace(0.0, 1.0, STEPS))
+    evidence = measure_traversal(0, frames)
+    hue = next(c for c in evidence.changes if c.part == "object" and c.property == "hue")
+    assert all(abs(s) >= 1.0 for s in hue.row_scores())
+    assert answers_for(frames) == ["changes the object's colour from blue to orange"] * ROWS
+
+
 def test_tilting_horizon_is_the_whole_scene_rotating() -> None:
     frames = traversal(lambda v, r: scene(wall=0.6, floor=0.1 + 0.1 * r, obj=0.9, shape="disc", tilt=v),
                        np.linspace(-25, 25, STEPS))
