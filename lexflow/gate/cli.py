@@ -55,8 +55,11 @@ def command(model_uri: str, policy_path: str, alias: str | None, record: bool, a
         policy = load_policy(policy_path)
         result = gate(model_uri, policy, promote=alias, record=record)
     except Terminated as exc:
-        click.echo(f"lexflow gate: error: {exc} after the verdict was recorded whole; "
-                   "run the gate again for its exit code.", err=True)
+        message = (f"{exc} after the verdict was recorded whole; run the gate again for its exit "
+                   "code.")
+        if as_json:  # a CI step that parses the output gets an answer, not an empty string
+            click.echo(json.dumps({"error": "Terminated", "message": message}))
+        click.echo(f"lexflow gate: error: {message}", err=True)
         sys.exit(exc.exit_code)
     except LexflowError as exc:
         if as_json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 
@@ -116,3 +117,7 @@ def test_gate_command_exits_143_when_terminated(monkeypatch: pytest.MonkeyPatch,
     out = CliRunner().invoke(command, ["models:/m/3", "--policy", str(policy), "--record"])
     assert out.exit_code == 143, out.output
     assert "terminated by SIGTERM after the verdict was recorded whole" in out.output
+    as_json = CliRunner().invoke(command, ["models:/m/3", "--policy", str(policy), "--record", "--json"])
+    assert as_json.exit_code == 143
+    answer = json.loads(as_json.stdout.splitlines()[0])
+    assert answer["error"] == "Terminated" and "recorded whole" in answer["message"]
