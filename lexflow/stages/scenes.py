@@ -420,9 +420,9 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
         # The hue's path when every frame has one; else, when both ends have one, the shorter way
         # from the first colour to the last (a decoder often takes a new hue through a dull one,
         # and a viewer still reads "from blue to orange").
-        ends = ((p["hue"][last] - p["hue"][first] + 0.5) % 1.0) - 0.5
         out["hue"] = np.where(has_hue.all(axis=1), _circular_change(p["hue"]),
-                              np.where(has_hue[:, 0] & has_hue[:, -1], ends, 0.0))
+                              np.where(has_hue[:, 0] & has_hue[:, -1],
+                                       _circular_change(p["hue"][:, [0, -1]]), 0.0))
         # Strokes (a glyph) have a thickness but no corners or elongation worth naming; their
         # outline change is what is left when the glyph itself changes.
         slim = p["width"] / p["extent"]
