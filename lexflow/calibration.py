@@ -16,7 +16,8 @@ Labels come as JSONL, a JSON list or CSV, one latent per row::
 ``source`` is an MLflow run id (bare or ``runs:/``) whose ``lexflow/explanations.json`` is read, a
 path to an explanations.json, or a directory holding one; it may be left out when exactly one
 ``--answers SOURCE`` is given. Certainty is recomputed from the stored answers with the chosen
-comparison (``bow`` or ``semantic[:...]``), so one set of answers calibrates either. Latents the run
+comparison (``bow`` or ``semantic[:...]``), so one set of answers calibrates either, times the
+latent's encoder read-back when the run has one (as ``explain`` does). Latents the run
 found inactive are skipped: ``explain`` never applies the threshold to them.
 
 The result (``--out calibration.json``) is read back with :func:`load_threshold`.
@@ -28,6 +29,7 @@ import csv
 import hashlib
 import io
 import json
+import math
 import re
 import sys
 from collections.abc import Mapping, Sequence
@@ -42,7 +44,7 @@ import numpy as np
 from lexflow import names
 from lexflow.errors import ConfigError, LexflowError, TrackingError
 from lexflow.record import ExplainResult
-from lexflow.uncertainty import Similarity, consensus, similarity_for
+from lexflow.uncertainty import Similarity, consensus, similarity_for, with_readback
 
 SCHEMA = "lexflow.calibration/1"
 DEFAULT_EXPERIMENT = "lexflow-calibration"
@@ -60,11 +62,14 @@ class LabelledLatent:
         key: a unique name: ``<source>#<latent>`` or the row's ``id``.
         answers: the explainer's sampled answers ("" for failed ones).
         clear: the human label: True when the latent shows a clear pattern.
+        readback: the encoder's read-back of the latent (explanations.json ``readback``, or a
+            row's own), which scales the certainty as in ``explain``; None when there is none.
     """
 
     key: str
     answers: tuple[str, ...]
     clear: bool
+    readback: float | None = None
 
 
 @dataclass(frozen=True)
@@ -268,14 +273,31 @@ def _collect_row(n: int, row: Mapping[str, Any], docs: dict[str, ExplainResult],
     if entry.get("status") == "inactive":
         skipped.append(key)
         return
-    items.append(LabelledLatent(key, tuple(str(a) for a in entry.get("answers") or ()), clear))
+    items.append(LabelledLatent(key, tuple(str(a) for a in entry.get("answers") or ()), clear,
+                                _readback(entry.get("readback", row.get("readback")), at)))
+
+
+def _readback(value: Any, at: str) -> float | None:
+    """A row's read-back: None when absent or empty, else a number from 0 to 1 (CSV gives text)."""
+    if value is None or value == "":
+        return None
+    try:
+        back = float(value) if not isinstance(value, bool) else math.nan
+    except (TypeError, ValueError):
+        back = math.nan
+    if not 0.0 <= back <= 1.0:
+        raise ConfigError(f"{at}: 'readback' must be a number from 0 to 1 (the encoder's "
+                          f"read-back, as explanations.json has it); got {value!r}.")
+    return back
 
 
 # --- choosing and measuring ----------------------------------------------------------------------
 
 def certainties(items: Sequence[LabelledLatent], similarity: Similarity) -> np.ndarray:
-    """Each latent's certainty, recomputed from its answers exactly as ``explain`` computes it."""
-    return np.array([consensus(it.answers, threshold=0.0, similarity=similarity).certainty
+    """Each latent's certainty, recomputed from its answers exactly as ``explain`` computes it
+    (the agreement, times the read-back when the latent has one)."""
+    return np.array([with_readback(consensus(it.answers, threshold=0.0, similarity=similarity),
+                                   it.readback, 0.0).certainty
                      for it in items], dtype=float)
 
 

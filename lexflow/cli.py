@@ -139,6 +139,10 @@ def explain_options(f: Any) -> Any:
                      help="Answer agreement: bow (bag-of-words cosine), semantic, semantic:<model path>."),
         click.option("--grounding/--no-grounding", default=False, show_default=True,
                      help="Put measured evidence in MLLM prompts and flag contradicting answers."),
+        click.option("--readback", default="auto", show_default=True,
+                     type=click.Choice(["auto", "off"]),
+                     help="auto: a model with an encoder reads each traversal back, and a latent's "
+                          "certainty is agreement x read-back; off: agreement alone."),
         click.option("--cache", default=None,
                      help="Answer cache directory ('none' disables; default ~/.cache/lexflow)."),
         click.option("--experiment", default=None,
@@ -189,7 +193,8 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             explainer_option: tuple[str, ...] = (), dry_run: bool = False,
             top_k: int | None = None, directions: int | None = None,
             edit_prompt: str | None = None, image: str | None = None,
-            ddim_steps: int | None = None, dtype: str = "float32") -> None:
+            ddim_steps: int | None = None, dtype: str = "float32",
+            readback: str = "auto") -> None:
     """Explain the latents of MODEL_URI (models:/name/N, models:/name@alias, models:/m-<id>)."""
     from lexflow.signals import Terminated
     from lexflow.tracking.job import explain as run_explain
@@ -202,7 +207,7 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
             batch_size=batch_size, concurrency=concurrency, timeout=timeout, certainty=certainty,
             grounding=grounding, cache=cache, explainer_option=explainer_option, top_k=top_k,
             directions=directions, edit_prompt=edit_prompt, image=image, ddim_steps=ddim_steps,
-            dtype=dtype)
+            dtype=dtype, readback=readback)
         if dry_run:
             from lexflow.tracking.job import dry_run as plan_run
 
@@ -233,10 +238,14 @@ def explain(model_uri: str, explainer: str, samples: int, steps: int, span: floa
         return
     click.echo(f"\n{result.model_uri}  run {result.run_id}  explainer {result.explainer}")
     width = max(len(r.label) for r in result.latents) if result.latents else 2
-    click.echo(f"{'latent':>{max(6, width)}}  certainty  status     explanation")
+    backs = any(r.readback is not None for r in result.latents)  # a model with an encoder
+    click.echo(f"{'latent':>{max(6, width)}}  certainty  " + ("read-back  " if backs else "")
+               + "status     explanation")
     for r in result.latents:
         text = r.explanation or "No clear explanation"
-        click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {r.status:<9}  {text}")
+        back = ("" if not backs else "      n/a  " if r.readback is None
+                else f"{r.readback:9.2f}  ")
+        click.echo(f"{r.label:>{max(6, width)}}  {r.certainty:9.2f}  {back}{r.status:<9}  {text}")
         if r.status == "failed" and r.failures:
             click.echo(f"{'':>{max(6, width)}}  failures: {'; '.join(r.failures)[:300]}")
     if result.skipped:
@@ -257,7 +266,8 @@ def config_from_options(*, explainer: str, samples: int, steps: int, span: float
                         explainer_option: tuple[str, ...] = (), top_k: int | None = None,
                         directions: int | None = None, edit_prompt: str | None = None,
                         image: str | None = None, ddim_steps: int | None = None,
-                        dtype: str = "float32", **_: Any) -> ExplainConfig:
+                        dtype: str = "float32", readback: str = "auto",
+                        **_: Any) -> ExplainConfig:
     """The ExplainConfig of `lexflow explain`'s options (explain-registry builds it the same way)."""
     return ExplainConfig(
         explainer=explainer, samples=samples, steps=steps, span=span, rows=rows,
@@ -267,7 +277,7 @@ def config_from_options(*, explainer: str, samples: int, steps: int, span: float
         certainty=certainty, grounding=grounding, cache=cache,
         extra=_explainer_extras(explainer_option), top_k=top_k or None,
         directions=directions or None, edit_prompt=edit_prompt or None, image=image or None,
-        ddim_steps=ddim_steps or None, dtype=dtype,
+        ddim_steps=ddim_steps or None, dtype=dtype, readback=readback,
     )
 
 

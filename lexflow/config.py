@@ -13,6 +13,7 @@ from lexflow.errors import ConfigError, brief, did_you_mean
 BIASES = ("auto", "disentanglement", "combination", "conditional")
 DEVICES = ("auto", "cpu", "cuda", "mps")
 DTYPES = ("float32", "float16", "bfloat16")
+READBACK = ("auto", "off")
 
 # Upper bounds, checked before any work (each is far above a useful value; past it a run would
 # exhaust memory, the provider budget or the registry before telling the user anything).
@@ -117,6 +118,9 @@ class ExplainConfig:
         ddim_steps: diffusion models: DDIM steps over the schedule (the paper: 100); None = the
             model's metadata, else 100.
         dtype: diffusion models: float32, float16 (half precision, CUDA only) or bfloat16.
+        readback: ``auto``: a model with an encoder reads every traversal back, and a latent's
+            certainty is its answers' agreement times that read-back (lexflow.stages.readback);
+            ``off``: the certainty is the agreement alone.
     """
 
     explainer: str = "measure"
@@ -141,6 +145,7 @@ class ExplainConfig:
     image: str | None = None
     ddim_steps: int | None = None
     dtype: str = "float32"
+    readback: str = "auto"
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def __post_init__(self) -> None:
@@ -189,6 +194,9 @@ class ExplainConfig:
                                       or not 1 <= value <= MAX_DIFFUSION):
                 problems.append(f"{key} must be an integer from 1 to {MAX_DIFFUSION:,} (or unset); "
                                 f"got {brief(value)}")
+        if self.readback not in READBACK:
+            problems.append(f"readback must be one of {', '.join(READBACK)}; got "
+                            f"{brief(self.readback)}")
         if self.dtype not in DTYPES:
             problems.append(f"dtype must be one of {', '.join(DTYPES)}; got {self.dtype!r}")
         if not self.explainer or not isinstance(self.explainer, str):

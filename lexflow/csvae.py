@@ -27,22 +27,14 @@ from lexflow.errors import ConfigError, ModelContractError
 
 def encode(model: Any, images: Any, batch_size: int = 256) -> np.ndarray:
     """Posterior means [N, d] from ``model.encode(x)`` (a mean, or a (mean, logvar) pair)."""
-    import torch
+    from lexflow.adapters.pytorch_vae import posterior_means
 
     if not callable(getattr(model, "encode", None)):
         raise ModelContractError(
             f"{type(model).__name__} has no encode(x); attribute directions need the posterior "
             "means of labelled images. Pass codes you computed to attribute_directions instead."
         )
-    x = torch.as_tensor(np.asarray(images, dtype=np.float32))
-    out = []
-    with torch.no_grad():
-        for start in range(0, len(x), batch_size):
-            mean = model.encode(x[start : start + batch_size])
-            if isinstance(mean, (tuple, list)):
-                mean = mean[0]
-            out.append(mean.detach().float().cpu().numpy())
-    return np.concatenate(out)
+    return posterior_means(model, images, batch_size=batch_size)
 
 
 def attribute_directions(

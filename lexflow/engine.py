@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
@@ -39,6 +39,7 @@ from lexflow.sanitize import clean_response
 from lexflow.stages.decode import BatchDecoder, decode_groups
 from lexflow.stages.evidence import Evidence, iter_traversals
 from lexflow.stages.plan import Plan, plan_for
+from lexflow.stages.readback import ReadBack
 from lexflow.stages.render import (
     certainty_chart,
     png_bytes,
@@ -46,7 +47,7 @@ from lexflow.stages.render import (
     traversal_grid,
     traversal_strip,
 )
-from lexflow.uncertainty import Similarity, consensus, similarity_for
+from lexflow.uncertainty import Similarity, consensus, similarity_for, with_readback
 
 
 @dataclass
@@ -265,7 +266,8 @@ def measure_latents(
     ``restored`` (an earlier attempt's checkpoint) are not decoded again; new ones are handed to
     ``checkpoint`` as they finish. Comparison rows are decoded only for the items to explain
     (``config.top_k``). ``plan`` says what an index moves (by default the decoder's own plan or
-    one latent at a time).
+    one latent at a time). A model with an encoder reads each main traversal back
+    (:mod:`lexflow.stages.readback`, ``config.readback``) into its evidence.
 
     ``on_ready(i, measured)`` (``measured``: every item's main traversal, so the ranking for
     ``top_k`` is known) is called once per item as soon as its grid, evidence and comparison row
@@ -280,6 +282,7 @@ def measure_latents(
     comparisons = bias == "disentanglement" and plan.items > 1
     measured = {i: Measured(*restored.measured[i]) for i in indices if i in restored.measured}
     todo = [i for i in indices if i not in measured]
+    reader = ReadBack.for_run(decoder, config.readback, plan.kind, plan.values)
     with progress_bar(len(todo) * per, "decode", progress) as bar, ThreadPoolExecutor(
             max_workers=PICTURE_THREADS, thread_name_prefix="lexflow-draw") as pool:
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
@@ -295,8 +298,12 @@ def measure_latents(
             drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
                                              names.latent_label(t.index, plan.items)))
                        for t in group]
+            backs = (reader.group(group, batch.output_range)
+                     if reader and batch.image_shape and batch.image_shape[0] != 4 else {})
             evidence = iter_traversals([t.index for t in group], [t.frames for t in group])
             for t, ev, png in zip(group, evidence, grids, strict=True):
+                if t.index in backs:
+                    ev = replace(ev, readback=backs[t.index])
                 measured[t.index] = Measured(ev, png.result())
                 if checkpoint:
                     checkpoint.output_range = batch.output_range
@@ -464,6 +471,7 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
         kind=plan.kind, members=members.get(i), condition=conditions.get(i, plan.condition),
         strip=names.strip_path(i, d) if m.strip else None,
         animation=names.animation_path(i, d) if m.animation else None,
+        readback=m.evidence.readback,
     )
     if skipped:
         return LatentResult(status=SKIPPED, explanation=None, explainable=False, certainty=0.0,
@@ -471,7 +479,8 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
     if resp is None:
         return LatentResult(status="inactive", explanation=None, explainable=False,
                             certainty=0.0, answers=(), **common)
-    c = consensus(resp.answers, threshold=threshold, similarity=prepared.similarity)
+    agreement = consensus(resp.answers, threshold=threshold, similarity=prepared.similarity)
+    c = with_readback(agreement, m.evidence.readback, threshold)
     if resp.failures and not any(a.strip() for a in resp.answers):
         status = "failed"
     else:
@@ -480,7 +489,7 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
     flags = tuple(str(f) for f in details.pop("flags", ()))
     return LatentResult(status=status, explanation=c.explanation, explainable=c.explainable,
                         certainty=c.certainty, answers=c.answers, failures=resp.failures,
-                        flags=flags, details=details, **common)
+                        flags=flags, details=details, agreement=agreement.certainty, **common)
 
 
 def _usage(responses: dict[int, ExplainResponse]) -> dict[str, float]:

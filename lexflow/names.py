@@ -53,6 +53,10 @@ def latent_certainty_tag(index: int, latent_dim: int) -> str:
     return f"{latent_tag(index, latent_dim)}.certainty"
 
 
+def latent_readback_tag(index: int, latent_dim: int) -> str:
+    return f"{latent_tag(index, latent_dim)}.readback"
+
+
 # --- run artifacts ---
 ARTIFACT_DIR = "lexflow"
 EXPLANATIONS_FILE = "lexflow/explanations.json"

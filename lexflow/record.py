@@ -33,7 +33,12 @@ class LatentResult:
             not among the ``top_k`` most active; measured, not explained; see lexflow.coverage).
         explanation: the kept answer, or None ("No clear explanation").
         explainable: whether the explanation is reported.
-        certainty: mean pairwise similarity of the answers in [0, 1] (0 for inactive latents).
+        certainty: in [0, 1] (0 for inactive latents): the answers' agreement (their mean
+            pairwise similarity), times the encoder's read-back for a model with an encoder.
+        agreement: the answers' mean pairwise similarity alone (None when no explainer was asked).
+        readback: how well the model's encoder reads back the value the traversal set, in
+            [0, 1] (lexflow.stages.readback); None for a model without an encoder, items that
+            are not single latents, or ``readback=off``.
         answers: every sampled answer ("" for failed ones); failures: why they failed.
         evidence: the measured evidence (see lexflow.stages.evidence.Evidence.to_dict).
         image: artifact path of the traversal grid; comparison_image: of the comparison rows.
@@ -70,6 +75,8 @@ class LatentResult:
     condition: str | None = None
     strip: str | None = None
     animation: str | None = None
+    agreement: float | None = None
+    readback: float | None = None
 
 
 @dataclass(frozen=True)
@@ -287,6 +294,8 @@ def version_tags(result: ExplainResult) -> dict[str, str]:
     for r in result.latents:
         tags[names.latent_tag(r.index, d)] = tag_text(r)
         tags[names.latent_certainty_tag(r.index, d)] = f"{r.certainty:.3f}"
+        if r.readback is not None:
+            tags[names.latent_readback_tag(r.index, d)] = f"{r.readback:.3f}"
     if result.top_k is not None:
         tags[names.TAG_TOP_K] = result.top_k
         tags[names.TAG_SKIPPED_LATENTS] = ",".join(r.label for r in result.skipped)[
@@ -582,7 +591,9 @@ def report_html(result: ExplainResult, images: dict[str, bytes] | None = None) -
                        f"<img alt='comparison' src='{_data_uri('x.png', cmp_img)}'>")
         ev = r.evidence
         moved = [(k, v) for k, v in ev.get("properties", {}).items() if v["score"] >= 1.0]
-        out.append(f"<p>Status <b>{e(r.status)}</b>, certainty {r.certainty:.2f}. Pixel change "
+        parts = (f" (answers' agreement {r.agreement:.2f} × encoder read-back {r.readback:.2f})"
+                 if r.readback is not None and r.agreement is not None else "")
+        out.append(f"<p>Status <b>{e(r.status)}</b>, certainty {r.certainty:.2f}{parts}. Pixel change "
                    f"{ev.get('total_change', 0):.3f}, mostly in the {e(str(ev.get('region', '')))}.</p>")
         if moved:
             out.append("<p>Measured: " + "; ".join(

@@ -81,6 +81,17 @@ def similarity_for(spec: str) -> Similarity:
     )
 
 
+def with_readback(c: Consensus, readback: float | None, threshold: float) -> Consensus:
+    """``c`` with its certainty multiplied by the encoder's read-back of the latent
+    (lexflow.stages.readback), the verdict taken again at ``threshold``; ``c`` itself when there
+    is no read-back (a model without an encoder, or ``readback=off``)."""
+    if readback is None:
+        return c
+    certainty = float(np.clip(c.certainty * readback, 0.0, 1.0))
+    ok = c.medoid is not None and certainty >= threshold
+    return Consensus(c.medoid if ok else None, c.medoid, certainty, ok, c.answers)
+
+
 def consensus(
     answers: Sequence[str], *, threshold: float, similarity: Similarity = bow_similarity
 ) -> Consensus:

@@ -45,6 +45,23 @@ class PlannedDecoder(Protocol):
 
 
 @runtime_checkable
+class EncodingDecoder(Protocol):
+    """An optional capability: a model with an encoder (a VAE), so lexflow can check that the
+    model itself reads back the value a traversal set (:mod:`lexflow.stages.readback`).
+
+    Attributes:
+        has_encoder: whether :meth:`encode` works for this model.
+    """
+
+    has_encoder: bool
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """float32 [N, C, H, W] in the model's range (what decode returns) -> float32
+        [N, latent_dim] posterior means (prior std units)."""
+        ...
+
+
+@runtime_checkable
 class RangedDecoder(Protocol):
     """An optional capability: a decoder that knows its pixel range (else it is detected)."""
 

@@ -22,12 +22,12 @@ from lexflow.quality.suite import FamilyRun, VariantResult, rescore
 
 DEFAULT_THRESHOLD = 0.5
 VARIANT_LABELS = {
-    "full": "full (bag-of-words certainty)",
+    "full": "full (bag-of-words agreement x read-back)",
     "no_bias": "no bias prompt",
     "no_uncertainty": "one answer",
     "semantic": "semantic certainty",
+    "no_readback": "agreement alone (no read-back)",
     "dominance": "certainty x dominance",
-    "readback": "certainty x encoder read-back",
 }
 """How the table names the suite's variants (the paper's ablations)."""
 

@@ -16,15 +16,15 @@ uncertainty; no MLflow) and scores, per variant:
   balanced accuracy of the judge's +1/-1 over latents whose explanation states a direction;
   coverage = that share of explained latents.
 
-Variants (the paper's ablations): ``full``; ``no_bias`` (no comparison rows, bias 'none');
-``no_uncertainty`` (only the first answer: certainty 1 when it is non-empty); ``semantic``
-(semantic certainty, when lexflow.uncertainty.similarity_for("semantic") is available). And one of
-lexflow's: ``dominance`` (the full answers, certainty multiplied by :func:`dominance`, the share of
-the measured change its largest part-property carries: a candidate certainty that also asks "does
-the latent change one thing?", reported beside the paper's, not used by ``lexflow explain``), and
-``readback`` (the full answers, certainty multiplied by :func:`readback`, how well the VAE's own
-encoder reads back the value the traversal set: a candidate check for latents the decoder
-responds to but the model does not use; also not used by ``lexflow explain``).
+Variants (the paper's ablations): ``full`` (what ``lexflow explain`` reports: the answers'
+agreement times the encoder's read-back, lexflow.stages.readback); ``no_bias`` (no comparison
+rows, bias 'none'); ``no_uncertainty`` (only the first answer: agreement 1 when it is non-empty);
+``semantic`` (semantic agreement, when lexflow.uncertainty.similarity_for("semantic") is
+available). And two of lexflow's: ``no_readback`` (the full answers, certainty = agreement alone,
+as the paper scores it: what the read-back adds), and ``dominance`` (certainty also multiplied by
+:func:`dominance`, the share of the measured change its largest part-property carries: a candidate
+that also asks "does the latent change one thing?", not used by ``lexflow explain``). Every
+variant but ``no_readback`` multiplies by the read-back, as ``explain`` does.
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ from lexflow.quality.judge import Tally, judge_basis
 CLEAR_TOP = 0.6
 CLEAR_RUNNER_UP = 0.4
 DISTRACTORS = 3
-VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic", "dominance", "readback")
+VARIANTS = ("full", "no_bias", "no_uncertainty", "semantic", "no_readback", "dominance")
 
 
 @dataclass(frozen=True)
@@ -142,30 +142,6 @@ def dominance(evidence: Any) -> float:
     scores = [max(0.0, float(c.score)) for c in evidence.changes]
     total = sum(scores)
     return max(scores) / total if total > 0 else 0.0
-
-
-def readback(model: Any, plan: Any, indices: tuple[int, ...]) -> dict[int, float]:
-    """Per latent, in [0, 1]: how well the VAE's own encoder reads back the value its traversal
-    set. The traversal's codes (``plan.codes(i)``, the ones the explainer's grid was decoded from)
-    are decoded and encoded again, and the value latent ``i`` was set to is correlated (Pearson,
-    clipped at 0) with latent ``i``'s posterior mean of the decoded frame; 0 when either does not
-    vary. A latent the model uses comes back (near 1); one the decoder responds to but the encoder
-    ignores (a side effect three prior standard deviations out) does not."""
-    import torch
-
-    out: dict[int, float] = {}
-    with torch.no_grad():
-        for i in indices:
-            codes = np.asarray(plan.codes(i), dtype=np.float32)
-            mean, _ = model.encode(model.decode(torch.from_numpy(codes)))
-            got = mean[:, i].double().numpy()
-            wanted = codes[:, i].astype(np.float64)
-            if got.std() == 0 or wanted.std() == 0:
-                out[i] = 0.0
-                continue
-            r = float(np.corrcoef(wanted, got)[0, 1])
-            out[i] = max(0.0, r) if np.isfinite(r) else 0.0
-    return out
 
 
 def _views(decoder: Any, config: Any, indices: tuple[int, ...]) -> _Views:
@@ -282,9 +258,8 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     from lexflow.explainers.base import get_explainer
     from lexflow.families.train import factor_map
     from lexflow.quality.judge import judge_for
-    from lexflow.stages.plan import plan_for
     from lexflow.tracking.job import explainer_options
-    from lexflow.uncertainty import bow_similarity, consensus, similarity_for
+    from lexflow.uncertainty import bow_similarity, consensus, similarity_for, with_readback
 
     config = ExplainConfig(explainer=explainer, rows=rows, samples=samples, threshold=threshold,
                            seed=seed, device="cpu", extra=dict(options or {}))
@@ -312,13 +287,17 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
     full = explain(measured, "disentanglement")
 
     def reported(responses: dict[int, Any], similarity: Any = bow_similarity,
-                 first_only: bool = False) -> dict[int, tuple[str | None, float]]:
-        """Latent -> (consensus answer, certainty), before any threshold."""
+                 first_only: bool = False, read_back: bool = True,
+                 ) -> dict[int, tuple[str | None, float]]:
+        """Latent -> (consensus answer, certainty), before any threshold: the agreement, times
+        the read-back (as ``lexflow explain`` reports it) unless ``read_back`` is False."""
         out: dict[int, tuple[str | None, float]] = {}
         for i, resp in responses.items():
             answers = resp.answers[:1] if first_only else resp.answers
             c = consensus(answers, threshold=0.0, similarity=similarity)
-            out[i] = (c.explanation, c.certainty)
+            if read_back:
+                c = with_readback(c, measured[i].evidence.readback, 0.0)
+            out[i] = (c.medoid, c.certainty)
         return out
 
     for variant in variants:
@@ -341,10 +320,9 @@ def run_family(family: Family, model: Any, *, explainer: str = "measure", rows: 
             rep = {i: (text, certainty * dominance(measured[i].evidence))
                    for i, (text, certainty) in reported(full).items()}
             note = "certainty x dominance of the largest measured change"
-        elif variant == "readback":
-            back = readback(model, plan_for(decoder, {}, config, "disentanglement"), indices)
-            rep = {i: (text, certainty * back[i]) for i, (text, certainty) in reported(full).items()}
-            note = "certainty x the encoder's read-back of the traversed value"
+        elif variant == "no_readback":
+            rep = reported(full, read_back=False)
+            note = "agreement alone, without the encoder's read-back"
         elif variant == "semantic":
             try:
                 sim = similarity_for("semantic")

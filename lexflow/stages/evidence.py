@@ -104,6 +104,8 @@ class Evidence:
             first; only those that move in some row (lexflow.stages.scenes.KEPT_SCORE).
         parts_measured: True when ``changes`` was measured (False for evidence saved by an
             earlier version, which the measure explainer then reads the old way).
+        readback: how well the model's own encoder reads back the value the traversal set, in
+            [0, 1] (lexflow.stages.readback); None without an encoder.
     """
 
     index: int
@@ -114,6 +116,7 @@ class Evidence:
     properties: tuple[PropertyChange, ...]
     changes: tuple[RegionChange, ...] = ()
     parts_measured: bool = False
+    readback: float | None = None
 
     def moved(self, min_score: float = 1.0) -> list[PropertyChange]:
         """Properties that clearly move, most first."""

@@ -122,7 +122,8 @@ def evidence_from_dict(d: dict[str, Any]) -> Evidence:
     return Evidence(index=int(d["index"]), active=bool(d["active"]),
                     total_change=float(d["total_change"]), step_change=tuple(d["step_change"]),
                     region=str(d["region"]), properties=props, changes=changes,
-                    parts_measured=bool(d.get("parts_measured", False)))
+                    parts_measured=bool(d.get("parts_measured", False)),
+                    readback=None if d.get("readback") is None else float(d["readback"]))
 
 
 def _png(b64: str) -> bytes:
