@@ -42,7 +42,7 @@ sys.path.insert(0, str(ROOT))
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.engine import _partners, measure_latents  # noqa: E402
-from lexflow.stages.decode import BatchDecoder, decode_traversals  # noqa: E402
+from lexflow.stages.decode import BatchDecoder, decode_groups, decode_traversals  # noqa: E402
 from lexflow.stages.evidence import measure_traversals  # noqa: E402
 from lexflow.stages.plan import TraversalPlan  # noqa: E402
 from lexflow.stages.render import (  # noqa: E402
@@ -68,9 +68,22 @@ class MLPDecoder(torch.nn.Module):
         return self.net(z).reshape(-1, 3, 32, 32)
 
 
-def train_mlp_vae(latent_dim: int, n: int = 10_000, epochs: int = 15, seed: int = 0) -> MLPDecoder:
-    """The decoder of a small MLP VAE trained for about half a minute on dSprites-like shapes
-    (lexflow.families' generator), so the stage measures decoded shapes, as on a real model.
+class MLPVAE(MLPDecoder):
+    """The same decoder with its trained encoder as ``encode(x)``: what lexflow's read-back uses
+    (lexflow.stages.readback) on a VAE logged whole."""
+
+    def __init__(self, decoder: MLPDecoder, encoder: torch.nn.Module) -> None:
+        super().__init__(decoder.latent_dim)
+        self.net, self.encoder = decoder.net, encoder
+
+    def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mean, logvar = self.encoder(x.reshape(len(x), -1)).chunk(2, dim=1)
+        return mean, logvar
+
+
+def train_mlp_vae(latent_dim: int, n: int = 10_000, epochs: int = 15, seed: int = 0) -> MLPVAE:
+    """A small MLP VAE trained for about half a minute on dSprites-like shapes (lexflow.families'
+    generator), so the stage measures decoded shapes, as on a real model.
     The evidence's scene analysis works per object pixel: an untrained decoder's noise (about a
     third of all pixels count as objects) is its worst case, kept as ``--untrained``."""
     from lexflow.families import get_family
@@ -95,7 +108,7 @@ def train_mlp_vae(latent_dim: int, n: int = 10_000, epochs: int = 15, seed: int 
             opt.zero_grad()
             loss.backward()
             opt.step()
-    return decoder.eval()
+    return MLPVAE(decoder, encoder).eval()
 
 
 def seed_way(model: MLPDecoder, codes: list[np.ndarray], rows: int, steps: int) -> None:
@@ -133,8 +146,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train-epochs", type=int, default=15, help="epochs of the MLP VAE's training")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    model = (MLPDecoder(args.latents).eval() if args.untrained
-             else train_mlp_vae(args.latents, epochs=args.train_epochs))
+    vae = (MLPVAE(MLPDecoder(args.latents), torch.nn.Linear(3 * 32 * 32, 2 * args.latents)).eval()
+           if args.untrained else train_mlp_vae(args.latents, epochs=args.train_epochs))
+    # The stage as the seed's way has it: the decoder alone (the read-back is timed on its own).
+    model = MLPDecoder(args.latents)
+    model.net = vae.net
+    model.eval()
     adapter = PyTorchVAEAdapter(model, device="cpu")
     config = ExplainConfig(rows=args.rows, steps=args.steps)
     plan = TraversalPlan.from_config(args.latents, config)
@@ -192,7 +209,30 @@ def main(argv: list[str] | None = None) -> int:
           f"forward's time (per-round {min(ratio_raw):.1f}x to {max(ratio_raw):.1f}x)")
     print()
     breakdown(adapter, config, plan, indices, partners, args.repeats)
+    readback_cost(PyTorchVAEAdapter(vae, device="cpu"), config, plan, indices, args.repeats)
     return 0
+
+
+def readback_cost(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: TraversalPlan,
+                  indices: tuple[int, ...], repeats: int) -> None:
+    """What a VAE logged with its encoder adds to the stage: the encoder's read-back of the main
+    traversals (lexflow.stages.readback), one encoder pass per decode group."""
+    from lexflow.stages.readback import ReadBack
+
+    reader = ReadBack.for_run(adapter, config.readback, plan.kind, plan.values)
+    assert reader is not None
+    batch = BatchDecoder(adapter, batch_size=config.batch_size, output_range=(0.0, 1.0))
+    groups = list(decode_groups(batch, plan.codes, list(indices), plan.rows, plan.values))
+    frames = sum(t.frames.shape[0] * t.frames.shape[1] for g in groups for t in g)
+
+    def read_back() -> None:
+        for g in groups:
+            reader.group(g, (0.0, 1.0))
+
+    times = rounds({"read-back": read_back}, repeats)["read-back"]
+    print(f"- the encoder's read-back, which a VAE logged with encode(x) adds to the stage "
+          f"(not in the figures above, as the seed's way has no such check): "
+          f"{statistics.median(times) * 1e3:.2f} ms for {frames} frames")
 
 
 def rounds(paths: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
