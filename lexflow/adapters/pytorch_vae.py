@@ -2,9 +2,9 @@
 
 Contract: a ``torch.nn.Module`` with an integer attribute ``latent_dim`` and a method
 ``decode(z)`` mapping a float tensor [N, latent_dim] to images [N, C, H, W]. Optionally
-``encode(x)``: images [N, C, H, W] (in decode's range) to the posterior mean [N, latent_dim], or a
-``(mean, logvar)`` pair; with it every latent's traversal is read back by the encoder
-(:mod:`lexflow.stages.readback`).
+``encode(x)``: images [N, C, H, W] (in decode's range) to the posterior mean [N, latent_dim], a
+``(mean, logvar)`` pair, or a distribution with a ``mean`` (``torch.distributions.Normal``);
+with it every latent's traversal is read back by the encoder (:mod:`lexflow.stages.readback`).
 """
 
 from __future__ import annotations
@@ -85,7 +85,8 @@ def posterior_means(module: Any, images: Any, *, device: str = "cpu", dtype: Any
                     latent_dim: int | None = None, batch_size: int = 256,
                     hint: str = "Fix encode.") -> np.ndarray:
     """``module.encode(x)`` over ``images`` [N, C, H, W] in batches: the posterior means as float32
-    [N, d] (``encode`` returns the mean or a ``(mean, logvar)`` pair). ModelContractError when
+    [N, d] (``encode`` returns the mean, a ``(mean, logvar)`` pair or a distribution with a
+    ``mean``, like ``torch.distributions.Normal``). ModelContractError when
     it returns anything else, or (given ``latent_dim``) not one mean per latent."""
     import torch
 
@@ -101,6 +102,8 @@ def posterior_means(module: Any, images: Any, *, device: str = "cpu", dtype: Any
                                          f"{type(exc).__name__}: {exc}. {hint}") from exc
             if isinstance(mean, (tuple, list)) and mean:
                 mean = mean[0]
+            elif isinstance(getattr(mean, "mean", None), torch.Tensor):  # a distribution
+                mean = mean.mean
             if not isinstance(mean, torch.Tensor) or mean.ndim != 2 or mean.shape[0] != len(chunk) \
                     or (latent_dim is not None and mean.shape[1] != latent_dim):
                 got = tuple(mean.shape) if isinstance(mean, torch.Tensor) else type(mean).__name__

@@ -102,6 +102,16 @@ def test_a_model_without_an_encoder_has_no_readback() -> None:
         (None, 1.0, "explained"), (None, 1.0, "explained")]
 
 
+def test_an_encoder_returning_a_distribution_is_read_by_its_mean() -> None:
+    class Distribution(SideEffectVAE):
+        def encode(self, x: torch.Tensor) -> Any:  # type: ignore[override]
+            mean, _ = super().encode(x)
+            return torch.distributions.Normal(mean, torch.ones_like(mean))
+
+    moved, side = _run(Distribution()).latents
+    assert moved.readback is not None and moved.readback > 0.9 and side.readback == 0.0
+
+
 def test_an_encoder_that_breaks_the_contract_is_one_clear_error() -> None:
     class WrongShape(SideEffectVAE):
         def encode(self, x: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
