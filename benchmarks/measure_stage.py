@@ -68,13 +68,16 @@ class MLPDecoder(torch.nn.Module):
         return self.net(z).reshape(-1, 3, 32, 32)
 
 
-class MLPVAE(MLPDecoder):
-    """The same decoder with its trained encoder as ``encode(x)``: what lexflow's read-back uses
+class MLPVAE(torch.nn.Module):
+    """The decoder with its trained encoder as ``encode(x)``: what lexflow's read-back uses
     (lexflow.stages.readback) on a VAE logged whole."""
 
     def __init__(self, decoder: MLPDecoder, encoder: torch.nn.Module) -> None:
-        super().__init__(decoder.latent_dim)
-        self.net, self.encoder = decoder.net, encoder
+        super().__init__()
+        self.latent_dim, self.decoder, self.encoder = decoder.latent_dim, decoder, encoder
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder.decode(z)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mean, logvar = self.encoder(x.reshape(len(x), -1)).chunk(2, dim=1)
@@ -148,10 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     vae = (MLPVAE(MLPDecoder(args.latents), torch.nn.Linear(3 * 32 * 32, 2 * args.latents)).eval()
            if args.untrained else train_mlp_vae(args.latents, epochs=args.train_epochs))
-    # The stage as the seed's way has it: the decoder alone (the read-back is timed on its own).
-    model = MLPDecoder(args.latents)
-    model.net = vae.net
-    model.eval()
+    model = vae.decoder  # the stage as the seed's way has it (the read-back is timed on its own)
     adapter = PyTorchVAEAdapter(model, device="cpu")
     config = ExplainConfig(rows=args.rows, steps=args.steps)
     plan = TraversalPlan.from_config(args.latents, config)
@@ -227,7 +227,7 @@ def readback_cost(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Trave
 
     def read_back() -> None:
         for g in groups:
-            reader.group(g, (0.0, 1.0))
+            reader.group(g, batch)
 
     times = rounds({"read-back": read_back}, repeats)["read-back"]
     print(f"- the encoder's read-back, which a VAE logged with encode(x) adds to the stage "

@@ -298,8 +298,7 @@ def measure_latents(
             drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
                                              names.latent_label(t.index, plan.items)))
                        for t in group]
-            backs = (reader.group(group, batch.output_range)
-                     if reader and batch.image_shape and batch.image_shape[0] != 4 else {})
+            backs = reader.group(group, batch) if reader else {}
             evidence = iter_traversals([t.index for t in group], [t.frames for t in group])
             for t, ev, png in zip(group, evidence, grids, strict=True):
                 if t.index in backs:

@@ -21,8 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from lexflow.adapters.base import Decoder
-from lexflow.stages.decode import Traversal
+from lexflow.adapters.base import Decoder, EncodingDecoder
+from lexflow.stages.decode import BatchDecoder, Traversal
 
 READBACK_MODES = ("auto", "off")
 
@@ -44,7 +44,7 @@ class ReadBack:
     Built by :meth:`for_run`, which says None when there is nothing to read back with.
     """
 
-    def __init__(self, decoder: Decoder, values: Sequence[float]) -> None:
+    def __init__(self, decoder: EncodingDecoder, values: Sequence[float]) -> None:
         self.decoder = decoder
         self.values = np.asarray(values, dtype=np.float64)
 
@@ -53,27 +53,29 @@ class ReadBack:
                 values: Sequence[float]) -> ReadBack | None:
         """A reader when ``mode`` is ``auto``, the items are single latents and the decoder has
         an encoder (:class:`lexflow.adapters.base.EncodingDecoder`); else None."""
-        if mode != "auto" or kind != "latent" or not getattr(decoder, "has_encoder", False):
+        if mode != "auto" or kind != "latent" or not (isinstance(decoder, EncodingDecoder)
+                                                      and decoder.has_encoder):
             return None
         return cls(decoder, values)
 
-    def group(self, traversals: Sequence[Traversal],
-              output_range: tuple[float, float] | None) -> dict[int, float]:
-        """Latent index -> read-back of each traversal (frames [rows, steps, C, H, W] in [0, 1]),
-        with one encoder call for the group. Frames go back to the decoder's range first."""
-        if not traversals:
+    def group(self, traversals: Sequence[Traversal], batch: BatchDecoder) -> dict[int, float]:
+        """Latent index -> read-back of each traversal (frames [rows, steps, C, H, W] in [0, 1],
+        decoded by ``batch``), with one encoder call for the group. Frames go back to the
+        decoder's range first; a decoder with an alpha channel (dropped from the frames) gets
+        none (an empty dict)."""
+        if not traversals or (batch.image_shape or (0,))[0] == 4:
             return {}
-        lo, hi = output_range or (0.0, 1.0)
+        lo, hi = batch.output_range or (0.0, 1.0)
         shape = traversals[0].frames.shape[2:]
         images = np.concatenate([t.frames.reshape(-1, *shape) for t in traversals])
         if (lo, hi) != (0.0, 1.0):
             images = images * np.float32(hi - lo) + np.float32(lo)
-        means = self.decoder.encode(images)  # type: ignore[attr-defined]
+        means = self.decoder.encode(images)
         out: dict[int, float] = {}
         start = 0
         for t in traversals:
-            rows, steps = t.frames.shape[:2]
-            got = means[start : start + rows * steps, t.index]
-            out[t.index] = correlation(np.tile(self.values[:steps], rows), got)
-            start += rows * steps
+            rows = t.frames.shape[0]
+            got = means[start : start + rows * len(self.values), t.index]
+            out[t.index] = correlation(np.tile(self.values, rows), got)
+            start += rows * len(self.values)
         return out
