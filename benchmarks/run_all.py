@@ -61,6 +61,8 @@ PARTS = (
     Part("large_latents", "Peak memory of large latent spaces", ("benchmarks/large_latents.py",)),
     Part("calibration_example", "Calibrating the certainty threshold: a paraphrase example",
          ("benchmarks/calibration_example.py",)),
+    Part("similarity", "Bag-of-words vs semantic similarity and certainty",
+         ("benchmarks/similarity.py",), fence=""),
     Part("measure_stage", "The measure stage vs the seed's way and the raw decoder forward",
          ("benchmarks/measure_stage.py",), fence=""),
     Part("overlap", "Decode overlapped with the explainer", ("benchmarks/overlap.py",), fence=""),

@@ -21,7 +21,7 @@ import queue
 import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -37,7 +37,7 @@ from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
 from lexflow.sanitize import clean_response
 from lexflow.stages.decode import BatchDecoder, decode_groups
-from lexflow.stages.evidence import Evidence, iter_traversals
+from lexflow.stages.evidence import Evidence, measure_traversals
 from lexflow.stages.plan import Plan, plan_for
 from lexflow.stages.readback import ReadBack
 from lexflow.stages.render import (
@@ -182,9 +182,53 @@ class Measured:
 
 
 # The measure stage's drawing thread (grid PNGs, strips, animations) beside the thread that
-# decodes and measures: on 2 cores one is about 10% faster than drawing inline, and a second
-# one is slower (benchmarks/measure_stage.py).
+# decodes and measures, used while the decoder leaves most cores idle (a GPU, a remote model:
+# lexflow.stages.decode.BatchDecoder.cores_busy below DRAW_BESIDE_BELOW): drawing then fills
+# CPU time the decode leaves. A decoder that keeps the cores busy (torch's or onnxruntime's
+# threads on every core) has the drawing inline: beside it a drawing thread only contends for
+# the cores and the GIL (on 2 cores the stage took 54 ms with one, 44 ms without;
+# benchmarks/measure_stage.py), while beside a decoder that waits it saves the drawing's time
+# (benchmarks/overlap.py). Measured on 2 cores, torch's threads kept 0.55 to 1.07 of them busy
+# from run to run, a decoder that waits 50 ms a batch 0.19.
 PICTURE_THREADS = 1
+DRAW_BESIDE_BELOW = 0.35
+
+
+def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
+    """``fn(*args, **kwargs)`` run now, in this thread, as a done future (a failure is handed
+    over at ``.result()``, as a pool's is)."""
+    done: Future[Any] = Future()
+    try:
+        done.set_result(fn(*args, **kwargs))
+    except Exception as exc:
+        done.set_exception(exc)
+    return done
+
+
+class _DrawingPlace(Executor):
+    """Where the measure stage draws: on a thread while the decoder (``decodes``, the stage's
+    BatchDecoder) leaves most cores idle, else inline (see PICTURE_THREADS). Decided at each
+    task from the decodes so far; the pictures are the same either way."""
+
+    def __init__(self) -> None:
+        self.decodes: BatchDecoder | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def beside(self) -> bool:
+        busy = self.decodes.cores_busy() if self.decodes else None
+        return busy is not None and busy < DRAW_BESIDE_BELOW
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        if not self.beside():
+            return _run(fn, *args, **kwargs)
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=PICTURE_THREADS,
+                                            thread_name_prefix="lexflow-draw")
+        return self._pool.submit(fn, *args, **kwargs)
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait, cancel_futures=cancel_futures)
 
 
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
@@ -212,8 +256,7 @@ def _finish_pictures(measured: dict[int, Measured], drawing: _Drawing) -> None:
 
 
 def _grid_png(frames: np.ndarray, values: tuple[float, ...]) -> bytes:
-    """The grid PNG, drawn on the measure stage's pool while the evidence is measured (the
-    zlib, PNG and GIF encoders release the GIL, so on two cores drawing overlaps measuring)."""
+    """The grid PNG, drawn where the measure stage draws (:class:`_DrawingPlace`)."""
     return png_bytes(traversal_grid(frames, values))
 
 
@@ -283,23 +326,25 @@ def measure_latents(
     measured = {i: Measured(*restored.measured[i]) for i in indices if i in restored.measured}
     todo = [i for i in indices if i not in measured]
     reader = ReadBack.for_run(decoder, config.readback, plan.kind, plan.values)
-    with progress_bar(len(todo) * per, "decode", progress) as bar, ThreadPoolExecutor(
-            max_workers=PICTURE_THREADS, thread_name_prefix="lexflow-draw") as pool:
+    with progress_bar(len(todo) * per, "decode", progress) as bar, _DrawingPlace() as pool:
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
+        pool.decodes = batch
         pictures: _Drawing = []  # the latest group's pictures, still drawing
         for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
-            # The group's grids draw on the pool while its evidence is measured here; its
-            # pictures for people (from a copy of the first row) after them, finishing while
-            # the next group or the comparison rows decode: nothing before the end reads them,
-            # and only one group's are ever pending (its frames are dropped as before).
+            # Beside a decoder that leaves the cores idle the group's grids draw on the pool
+            # while its evidence is measured here, and its pictures for people (from a copy of
+            # the first row) after them, finishing while the next group or the comparison rows
+            # decode: nothing before the end reads them, and only one group's are ever pending
+            # (its frames are dropped as before). Beside one that keeps them busy all of it runs
+            # here, in the same order.
             grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
             drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
                                              names.latent_label(t.index, plan.items)))
                        for t in group]
             backs = reader.group(group, batch) if reader else {}
-            evidence = iter_traversals([t.index for t in group], [t.frames for t in group])
+            evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
             for t, ev, png in zip(group, evidence, grids, strict=True):
                 if t.index in backs:
                     ev = replace(ev, readback=backs[t.index])
@@ -339,7 +384,7 @@ def measure_latents(
                 rows = [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
                     2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
                 grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
-                evidence = iter_traversals(chunk, rows)  # each item ready as soon as it can be
+                evidence = measure_traversals(chunk, rows)
                 for i, ev, grid in zip(chunk, evidence, grids, strict=True):
                     m = measured[i]
                     m.comparison = ev

@@ -18,6 +18,7 @@ import torch
 from tqdm import tqdm
 
 from lexflow.demo import shapes
+from lexflow.demo.scores import correlation_ratio, spearman
 from lexflow.demo.vae import BetaTCVAE, beta_tcvae_loss
 
 CHECKPOINT = Path(__file__).with_name("checkpoint.pt")
@@ -183,29 +184,6 @@ def encode_posterior(
     return torch.cat(means).numpy(), torch.cat(logvars).numpy()
 
 
-def _rank(a: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
-
-
-def _spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _rank(a), _rank(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
-
-
-def _correlation_ratio(categories: np.ndarray, values: np.ndarray) -> float:
-    """Eta: sqrt(between-group variance / total variance), in [0, 1]."""
-    total = ((values - values.mean()) ** 2).sum()
-    if total <= 0:
-        return 0.0
-    between = sum(
-        (categories == c).sum() * (values[categories == c].mean() - values.mean()) ** 2
-        for c in np.unique(categories)
-    )
-    return float(np.sqrt(between / total))
-
-
 def factor_scores(latent: np.ndarray, factors: dict[str, np.ndarray]) -> dict[str, float]:
     """How strongly one latent's posterior means follow each factor, each score in [0, 1].
 
@@ -218,12 +196,12 @@ def factor_scores(latent: np.ndarray, factors: dict[str, np.ndarray]) -> dict[st
     for name in shapes.FACTORS:
         f = np.asarray(factors[name], dtype=np.float64)
         if name == "shape":
-            scores[name] = _correlation_ratio(f, latent)
+            scores[name] = correlation_ratio(f, latent)
         elif name == "colour":
             angle = 2.0 * np.pi * f
-            scores[name] = max(abs(_spearman(latent, g)) for g in (f, np.cos(angle), np.sin(angle)))
+            scores[name] = max(abs(spearman(latent, g)) for g in (f, np.cos(angle), np.sin(angle)))
         else:
-            scores[name] = abs(_spearman(latent, f))
+            scores[name] = abs(spearman(latent, f))
     return scores
 
 

@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from lexflow.demo.scores import correlation_ratio, spearman
 from lexflow.errors import CheckpointError, ConfigError
 from lexflow.families.base import SUPERVISION, Family, TrainSettings
 
@@ -309,27 +310,6 @@ def with_overrides(settings: TrainSettings, **overrides: Any) -> TrainSettings:
 
 
 # --- which factor each latent tracks ---------------------------------------------------------------
-
-
-def _rank(a: np.ndarray) -> np.ndarray:
-    return np.argsort(np.argsort(a, kind="stable"), kind="stable").astype(np.float64)
-
-
-def spearman(a: np.ndarray, b: np.ndarray) -> float:
-    ra, rb = _rank(a), _rank(b)
-    ra, rb = ra - ra.mean(), rb - rb.mean()
-    denom = np.sqrt((ra**2).sum() * (rb**2).sum())
-    return float((ra * rb).sum() / denom) if denom > 0 else 0.0
-
-
-def correlation_ratio(categories: np.ndarray, values: np.ndarray) -> float:
-    """Eta: sqrt(between-group variance / total variance), in [0, 1]."""
-    total = ((values - values.mean()) ** 2).sum()
-    if total <= 0:
-        return 0.0
-    between = sum((categories == c).sum() * (values[categories == c].mean() - values.mean()) ** 2
-                  for c in np.unique(categories))
-    return float(np.sqrt(between / total))
 
 
 def factor_scores(latent: np.ndarray, factors: dict[str, np.ndarray], family: Family) -> dict[str, float]:

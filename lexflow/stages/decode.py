@@ -5,6 +5,8 @@ Every image leaving this stage is float32 [C, H, W] with C in {1, 3} and values 
 
 from __future__ import annotations
 
+import os
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -66,6 +68,8 @@ class BatchDecoder:
         self.output_range = output_range
         self.on_batch = on_batch
         self.image_shape: tuple[int, int, int] | None = None
+        self.decode_seconds = 0.0  # wall time in the decoder's decode, all batches so far
+        self.decode_cpu_seconds = 0.0  # CPU time of this process (all its threads) meanwhile
 
     def _check(self, raw: np.ndarray, n: int) -> np.ndarray:
         if raw.ndim != 4 or raw.shape[0] != n:
@@ -97,11 +101,22 @@ class BatchDecoder:
             )
         return raw
 
+    def cores_busy(self) -> float | None:
+        """The share of this machine's cores the decoder kept busy while it decoded (the
+        process's CPU time over wall time x cores, all batches so far; None before any): about
+        1 for torch's or onnxruntime's threads on every core, near 0 for a decoder that waits
+        on a GPU or a server."""
+        if self.decode_seconds <= 0:
+            return None
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+        return self.decode_cpu_seconds / (self.decode_seconds * max(1, cores or 1))
+
     def decode(self, z: np.ndarray) -> np.ndarray:
         """float32 [N, d] -> float32 [N, C, H, W] in [0, 1] (alpha dropped)."""
         outs = []
         for start in range(0, len(z), self.batch_size):
             chunk = z[start : start + self.batch_size]
+            wall, cpu = time.perf_counter(), time.process_time()
             try:
                 raw = self.decoder.decode(chunk)
             except (ModelContractError, DecodeError):
@@ -116,6 +131,9 @@ class BatchDecoder:
                     f"The decoder raised {type(exc).__name__} on a batch of {len(chunk)} codes "
                     f"of size {z.shape[1]}: {exc}"
                 ) from exc
+            finally:
+                self.decode_seconds += time.perf_counter() - wall
+                self.decode_cpu_seconds += time.process_time() - cpu
             raw = self._check(np.asarray(raw, dtype=np.float32), len(chunk))
             if self.output_range is None:
                 self.output_range = detect_range(raw)

@@ -21,7 +21,7 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -31,16 +31,16 @@ from lexflow.stages.scenes import (
     RegionChange,
     Scene,
     analyse,
-    row_mean,
+    concat_scenes,
     row_median,
-    scene_frames,
+    summarise_rows,
     traversal_changes,
 )
 from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
 __all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal",
-           "measure_traversals", "iter_traversals"]
+           "measure_traversals"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
 # scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
@@ -141,7 +141,7 @@ def measure_frames(images: np.ndarray) -> dict[str, np.ndarray]:
     border = np.concatenate(
         [rgb[:, :, 0, :], rgb[:, :, -1, :], rgb[:, :, :, 0], rgb[:, :, :, -1]], axis=2
     )
-    bg = np.median(border, axis=2)  # [M, 3]
+    bg = row_median(border)  # [M, 3]: the border's median colour
     diff = np.abs(rgb - bg[:, :, None, None]).max(axis=1)  # [M, H, W]
     weight = np.clip((diff - 0.05) / 0.45, 0.0, 1.0)
     mass = weight.sum(axis=(1, 2)) + 1e-6
@@ -184,22 +184,22 @@ def _unwrap_change(series: np.ndarray, period: float) -> np.ndarray:
     return d.sum(axis=-1)
 
 
-def _row_changes(props: dict[str, np.ndarray], rows: int, steps: int) -> dict[str, np.ndarray]:
-    """Signed first -> last change per row for each property, in its unit."""
-    p = {k: v.reshape(rows, steps) for k, v in props.items()}
+def _row_changes(p: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Signed first -> last change per row for each property, in its unit ([..., rows, steps]
+    arrays -> [..., rows])."""
     out = {
-        "x": p["x"][:, -1] - p["x"][:, 0],
-        "y": p["y"][:, -1] - p["y"][:, 0],
-        "scale": np.log((p["area"][:, -1] + 1e-4) / (p["area"][:, 0] + 1e-4)),
-        "saturation": p["saturation"][:, -1] - p["saturation"][:, 0],
-        "brightness": p["brightness"][:, -1] - p["brightness"][:, 0],
-        "contrast": p["contrast"][:, -1] - p["contrast"][:, 0],
-        "shape": p["roundness"][:, -1] - p["roundness"][:, 0],
+        "x": p["x"][..., -1] - p["x"][..., 0],
+        "y": p["y"][..., -1] - p["y"][..., 0],
+        "scale": np.log((p["area"][..., -1] + 1e-4) / (p["area"][..., 0] + 1e-4)),
+        "saturation": p["saturation"][..., -1] - p["saturation"][..., 0],
+        "brightness": p["brightness"][..., -1] - p["brightness"][..., 0],
+        "contrast": p["contrast"][..., -1] - p["contrast"][..., 0],
+        "shape": p["roundness"][..., -1] - p["roundness"][..., 0],
     }
-    oriented = (p["anisotropy"] >= MIN_ANISOTROPY).all(axis=1)
+    oriented = (p["anisotropy"] >= MIN_ANISOTROPY).all(axis=-1)
     rot = np.degrees(_unwrap_change(p["doubled_angle"], 2 * np.pi)) / 2.0
     out["rotation"] = np.where(oriented, rot, 0.0)
-    coloured = (p["saturation"] >= MIN_SATURATION).all(axis=1)
+    coloured = (p["saturation"] >= MIN_SATURATION).all(axis=-1)
     out["hue"] = np.where(coloured, _unwrap_change(p["hue"], 1.0), 0.0)
     # A blob that grows changes its fill ratio a little; do not call that a shape change.
     return out
@@ -227,73 +227,68 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
 
 def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
     """Evidence for several traversals (float32 [rows, steps, C, H, W] in [0, 1] each), the same
-    as :func:`measure_traversal` of each; see :func:`iter_traversals`."""
-    return list(iter_traversals(indices, frames))
-
-
-def iter_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> Iterator[Evidence]:
-    """:func:`measure_traversals`, yielding each traversal's evidence as soon as its few are
-    measured. Traversals of the same frame shape are measured a few at a time: the per-frame
-    measurements (:func:`measure_frames`, :func:`lexflow.stages.scenes.analyse`) run once over
-    all their frames (every frame is measured on its own, so batching does not change a
-    value)."""
+    as :func:`measure_traversal` of each. Traversals of the same frame shape are measured
+    together: the per-frame measurements (:func:`measure_frames`,
+    :func:`lexflow.stages.scenes.analyse`) run over a few traversals' frames at a time, and the
+    summaries of every traversal property by property
+    (:func:`lexflow.stages.scenes.traversal_changes`); every frame and every traversal is
+    measured on its own, so batching does not change a value."""
     if not frames:
-        return
+        return []
     shape = frames[0].shape
     if any(f.shape != shape for f in frames):
-        for i, f in zip(indices, frames, strict=True):
-            yield from iter_traversals([i], [f])
-        return
+        return [measure_traversal(i, f) for i, f in zip(indices, frames, strict=True)]
     rows, steps = shape[:2]
     per = rows * steps
-    # A few traversals at a time (two of 4 x 5 frames of 32x32): as fast as a whole decode
-    # group at once, while the working arrays stay small (a run's memory is about one decode
-    # group's frames; tests/integration/test_registry_scan.py bounds it).
+    # A few traversals' frames at a time (two of 4 x 5 frames of 32x32) through the per-frame
+    # measurements, so the working arrays stay small (a run's memory is about one decode
+    # group's frames; tests/integration/test_registry_scan.py bounds it); what they keep per
+    # frame is a few numbers.
     chunk = max(1, EVIDENCE_PIXELS // (per * shape[-2] * shape[-1]))
+    props: list[dict[str, np.ndarray]] = []
+    scenes: list[Scene] = []
     for start in range(0, len(frames), chunk):
         some = frames[start : start + chunk]
         flat = [f.reshape(per, *shape[2:]) for f in some]
         everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
-        props = measure_frames(everything)
-        scene = analyse(everything)
-        for k, (index, f) in enumerate(zip(indices[start : start + chunk], some, strict=True)):
-            part = slice(k * per, (k + 1) * per)
-            yield _evidence(index, f, {key: v[part] for key, v in props.items()},
-                            scene_frames(scene, part))
+        props.append(measure_frames(everything))
+        scenes.append(analyse(everything))
+    return _evidence(indices, frames, {k: np.concatenate([p[k] for p in props]) for k in props[0]},
+                     concat_scenes(scenes))
 
 
-def _evidence(index: int, frames: np.ndarray, props: dict[str, np.ndarray],
-              scene: Scene) -> Evidence:
-    """Evidence of one traversal from its frames' measurements."""
-    rows, steps = frames.shape[:2]
-    step_abs = np.abs(np.diff(frames, axis=1))  # [rows, steps-1, C, H, W]
-    step_change = step_abs.mean(axis=(0, 2, 3, 4))
-    total = float(step_change.sum())
-    region = _region(step_abs.mean(axis=(0, 1, 2)))
-    changes = _row_changes(props, rows, steps)
+def _evidence(indices: Sequence[int], frames: Sequence[np.ndarray], props: dict[str, np.ndarray],
+              scene: Scene) -> list[Evidence]:
+    """Evidence of each traversal (frames [rows, steps, C, H, W] each) from its frames'
+    measurements (``props`` and ``scene`` of all their frames, traversal after traversal)."""
+    n = len(indices)
+    rows, steps = frames[0].shape[:2]
+    p = {k: v.reshape(n, rows, steps) for k, v in props.items()}
+    changes = _row_changes(p)
     start_end = {
-        "x": props["x"], "y": props["y"], "scale": props["area"],
-        "rotation": np.degrees(props["doubled_angle"]) / 2.0, "hue": props["hue"],
-        "saturation": props["saturation"], "brightness": props["brightness"],
-        "contrast": props["contrast"], "shape": props["roundness"],
+        "x": p["x"], "y": p["y"], "scale": p["area"],
+        "rotation": np.degrees(p["doubled_angle"]) / 2.0, "hue": p["hue"],
+        "saturation": p["saturation"], "brightness": p["brightness"],
+        "contrast": p["contrast"], "shape": p["roundness"],
     }
-    out = []
-    for name in PROPERTIES:
+    found: list[list[PropertyChange]] = [[] for _ in range(n)]
+    for name in PROPERTIES:  # every traversal at once, property by property
         per_row = changes[name]
         notable, unit = NOTABLE[name]
-        median = float(row_median(per_row))
-        score = float(row_median(np.abs(per_row)) / notable)
-        agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
-        series = start_end[name].reshape(rows, steps)
-        if name == "hue":  # circular mean of the end frames
-            ang = 2 * np.pi * series
-            s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
-            s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
-        else:
-            s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
-        out.append(PropertyChange(name, unit, s0, s1, tuple(float(v) for v in per_row),
-                                  score, agreement))
-    out.sort(key=lambda p: -p.score)
+        score, agreement, s0, s1 = summarise_rows(per_row, start_end[name], notable,
+                                                  circular=name == "hue")
+        for t, (r, a, b, sc, ag) in enumerate(zip(per_row.tolist(), s0.tolist(), s1.tolist(),
+                                                  score.tolist(), agreement.tolist(), strict=True)):
+            found[t].append(PropertyChange(name, unit, a, b, tuple(r), sc, ag))
     parts = traversal_changes(scene, rows, steps)
-    return Evidence(index, total >= INACTIVE_CHANGE, total,
-                    tuple(float(v) for v in step_change), region, tuple(out), parts, True)
+    out = []
+    for t, (index, f) in enumerate(zip(indices, frames, strict=True)):
+        step_abs = np.abs(np.diff(f, axis=1))  # [rows, steps-1, C, H, W]
+        step_change = step_abs.mean(axis=(0, 2, 3, 4))
+        total = float(step_change.sum())
+        found[t].sort(key=lambda c: -c.score)
+        out.append(Evidence(index, total >= INACTIVE_CHANGE, total,
+                            tuple(float(v) for v in step_change),
+                            _region(step_abs.mean(axis=(0, 1, 2))), tuple(found[t]), parts[t],
+                            True))
+    return out

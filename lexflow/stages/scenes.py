@@ -28,7 +28,7 @@ extent and width are pixels of the analysed (possibly downsampled) frame; hue in
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -77,12 +77,17 @@ class Scene:
     each: dict[str, np.ndarray]
 
 
-def scene_frames(scene: Scene, part: slice) -> Scene:
-    """The measurements of some of the frames (``part`` of the M frames) of a scene."""
-    return Scene(scene.two_tone[part], scene.flat[part], scene.upper_rgb[part],
-                 scene.lower_rgb[part], scene.tilt[part], scene.count[part],
-                 {k: v[part] for k, v in scene.obj.items()},
-                 {k: v[part] for k, v in scene.each.items()})
+def concat_scenes(scenes: Sequence[Scene]) -> Scene:
+    """One scene of the frames of several, in order."""
+    if len(scenes) == 1:
+        return scenes[0]
+    def joined(field: str) -> np.ndarray:
+        return np.concatenate([getattr(s, field) for s in scenes])
+
+    return Scene(joined("two_tone"), joined("flat"), joined("upper_rgb"), joined("lower_rgb"),
+                 joined("tilt"), joined("count"),
+                 {k: np.concatenate([s.obj[k] for s in scenes]) for k in scenes[0].obj},
+                 {k: np.concatenate([s.each[k] for s in scenes]) for k in scenes[0].each})
 
 
 def rgb_to_hsv(rgb: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -133,8 +138,9 @@ class _Pixels:
     edge: np.ndarray  # the edge strength at ``near``
 
 
-def _gather(weight: np.ndarray, members: np.ndarray, rgb: np.ndarray, edge: np.ndarray) -> _Pixels:
-    """The pixels of ``members`` ([M, H, W] bool), once for every :func:`_group_moments`."""
+def _gather(weight: np.ndarray, members: np.ndarray, rgb: np.ndarray) -> _Pixels:
+    """The pixels of ``members`` ([M, H, W] bool), once for every :func:`_group_moments`; the
+    edge strength (the weight's gradient) only where it is read, around the objects."""
     m, h, w = weight.shape
     flat = np.flatnonzero(members & (weight > 0))
     wt = weight.reshape(-1)[flat].astype(np.float64)
@@ -144,7 +150,7 @@ def _gather(weight: np.ndarray, members: np.ndarray, rgb: np.ndarray, edge: np.n
     near = np.flatnonzero(members)
     return _Pixels(h, w, flat, wt, xs, ys, w2,
                    tuple(w2 * rgb[:, ch].reshape(-1)[flat] for ch in range(3)),
-                   near, edge.reshape(-1)[near])
+                   near, _edge(weight, near))
 
 
 def _group_moments(px: _Pixels, group_of: Callable[[np.ndarray], np.ndarray],
@@ -195,6 +201,12 @@ def _group_moments(px: _Pixels, group_of: Callable[[np.ndarray], np.ndarray],
     }
 
 
+def _edge(weight: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """The gradient magnitude of ``weight`` [M, H, W] at flat indices ``at``."""
+    gy, gx = np.gradient(weight, axis=(1, 2))
+    return np.hypot(gx.reshape(-1)[at], gy.reshape(-1)[at])
+
+
 def _dilate(mask: np.ndarray) -> np.ndarray:
     """Each frame's mask [M, H, W] grown by one pixel in all eight directions."""
     wide = mask.copy()
@@ -231,16 +243,16 @@ def analyse(images: np.ndarray) -> Scene:
     if rgb.shape[1] != 3:
         rgb = np.repeat(rgb[:, :1], 3, axis=1)
     m, _, h, w = rgb.shape
-    top = np.median(rgb[:, :, 0, :], axis=2)
-    bottom = np.median(rgb[:, :, -1, :], axis=2)
+    top = row_median(rgb[:, :, 0, :])
+    bottom = row_median(rgb[:, :, -1, :])
     two = np.abs(top - bottom).max(axis=1) > SPLIT
     ring = np.concatenate([rgb[:, :, 0, :], rgb[:, :, -1, :], rgb[:, :, :, 0], rgb[:, :, :, -1]], axis=2)
-    mono = np.median(ring, axis=2)
+    mono = row_median(ring)
     top = np.where(two[:, None], top, mono)
     bottom = np.where(two[:, None], bottom, mono)
     # A background is flat: most of the top (bottom) row lies close to its colour.
     def spread(pixels: np.ndarray, centre: np.ndarray) -> np.ndarray:
-        return np.median(np.abs(pixels - centre[:, :, None]).max(axis=1), axis=1)
+        return row_median(np.abs(pixels - centre[:, :, None]).max(axis=1))
 
     flat = (spread(rgb[:, :, 0, :], top) <= FLAT) & (spread(rgb[:, :, -1, :], bottom) <= FLAT)
     seg = bottom - top
@@ -262,8 +274,10 @@ def analyse(images: np.ndarray) -> Scene:
     plane[1] = True  # 8-connected within a frame, never across frames
     closed = _dilate(solid)
     labels, n = ndimage.label(closed | ((weight > 0) & _dilate(closed)), structure=plane)
-    frame_of = np.zeros(n + 1, np.int64)
-    frame_of[labels.ravel()] = np.repeat(np.arange(m), h * w)
+    # Labels are numbered in scan order, frame after frame: a frame's are those above the
+    # highest label of the frames before it.
+    highest = np.maximum.accumulate(labels.reshape(m, -1).max(axis=1))
+    frame_of = np.searchsorted(highest, np.arange(n + 1))
     solid_area = np.bincount(labels.ravel(), weights=solid.ravel(), minlength=n + 1)
     solid_area[0] = 0
     largest = np.zeros(m)
@@ -272,10 +286,8 @@ def analyse(images: np.ndarray) -> Scene:
     keep[0] = False
     count = np.bincount(frame_of[keep], minlength=m)
 
-    gy, gx = np.gradient(weight, axis=(1, 2))
-    edge = np.hypot(gx, gy)
     kept_pixel = keep[labels]
-    pixels = _gather(weight, kept_pixel, rgb, edge)
+    pixels = _gather(weight, kept_pixel, rgb)
     obj = _group_moments(pixels, lambda flat: flat // (h * w) + 1, m)  # a frame's objects
 
     # Each object: the MAX_OBJECTS largest components of a frame, ordered left to right.
@@ -385,19 +397,21 @@ def _hue_names(hue: np.ndarray) -> np.ndarray:
 
 
 def _circular_change(series: np.ndarray) -> np.ndarray:
+    """Signed change along the last axis of a hue series (turns), the shorter way each step."""
     d = np.diff(series, axis=-1)
     return ((d + 0.5) % 1.0 - 0.5).sum(axis=-1)
 
 
 def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
                single: np.ndarray) -> dict[str, np.ndarray]:
-    """Signed first -> last change per row of one object's properties ([rows, steps] arrays).
+    """Signed first -> last change per row of one object's properties ([..., rows, steps] arrays:
+    any number of traversals at once).
 
     ``present``: the object is there, per frame; ``single``: per row, it is one object at both
     ends (the outline of several objects taken together is no shape).
     """
-    ok = present[:, 0] & present[:, -1]
-    first, last = (slice(None), 0), (slice(None), -1)
+    ok = present[..., 0] & present[..., -1]
+    first, last = (..., 0), (..., -1)
     with np.errstate(divide="ignore", invalid="ignore"):
         out = {
             "x": p["x"][last] - p["x"][first],
@@ -410,23 +424,23 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
             "thickness": (np.log(p["width"][last] / p["width"][first])
                           - np.log(p["extent"][last] / p["extent"][first])),
         }
-        oriented = (p["anisotropy"] >= MIN_ANISOTROPY).all(axis=1)
-        d = np.diff(p["doubled_angle"], axis=1)
-        rot = np.degrees(((d + np.pi) % (2 * np.pi) - np.pi).sum(axis=1)) / 2.0
+        oriented = (p["anisotropy"] >= MIN_ANISOTROPY).all(axis=-1)
+        d = np.diff(p["doubled_angle"], axis=-1)
+        rot = np.degrees(((d + np.pi) % (2 * np.pi) - np.pi).sum(axis=-1)) / 2.0
         out["rotation"] = np.where(oriented, rot, 0.0)
         has_hue = (p["brightness"] >= MIN_VALUE) & (p["saturation"] >= MIN_SATURATION)
-        lit = (p["brightness"] >= MIN_VALUE).all(axis=1)
+        lit = (p["brightness"] >= MIN_VALUE).all(axis=-1)
         out["saturation"] = np.where(lit, out["saturation"], 0.0)
         # The hue's path when every frame has one; else, when both ends have one, the shorter way
         # from the first colour to the last (a decoder often takes a new hue through a dull one,
         # and a viewer still reads "from blue to orange").
-        out["hue"] = np.where(has_hue.all(axis=1), _circular_change(p["hue"]),
-                              np.where(has_hue[:, 0] & has_hue[:, -1],
-                                       _circular_change(p["hue"][:, [0, -1]]), 0.0))
+        out["hue"] = np.where(has_hue.all(axis=-1), _circular_change(p["hue"]),
+                              np.where(has_hue[..., 0] & has_hue[..., -1],
+                                       _circular_change(p["hue"][..., [0, -1]]), 0.0))
         # Strokes (a glyph) have a thickness but no corners or elongation worth naming; their
         # outline change is what is left when the glyph itself changes.
         slim = p["width"] / p["extent"]
-        strokes = np.where(np.isfinite(slim), slim, np.inf).min(axis=1) < STROKE
+        strokes = np.where(np.isfinite(slim), slim, np.inf).min(axis=-1) < STROKE
         outline = np.log(np.maximum(p["corners"][last], 1e-3) / np.maximum(p["corners"][first], 1e-3))
         out["outline"] = np.where(strokes, outline, 0.0)
         out["thickness"] = np.where(strokes, out["thickness"], 0.0)
@@ -438,68 +452,107 @@ def _row_props(p: dict[str, np.ndarray], present: np.ndarray,
 
 
 def row_median(values: np.ndarray) -> Any:
-    """``np.median`` of a short 1-D array, the same value (the middle element, or the mean of the
-    middle two in the array's dtype; NaN when any is NaN) without its general machinery, which
-    costs several times more than the work on a few rows (this runs for every property of every
-    part of every traversal)."""
-    a = np.sort(np.asarray(values).ravel())
-    n = len(a)
-    if n == 0 or a.dtype.kind != "f":  # integers and empty arrays: numpy's own
-        return np.median(values)
-    if np.isnan(a[-1]):  # sort puts NaN last
-        return a[-1]
-    if n % 2:
-        return a[n // 2]
-    return (a[n // 2 - 1] + a[n // 2]) / 2
+    """``np.median`` along the last axis (the rows of a traversal; of every traversal at once),
+    the same values (the middle element, or the mean of the middle two in the array's dtype; NaN
+    when any is NaN) without its general machinery, which costs several times more than the work
+    on a few rows. A 1-D array gives a scalar, as numpy's does."""
+    a = np.asarray(values)
+    if a.ndim == 0 or a.shape[-1] == 0 or a.dtype.kind != "f":  # integers, empty: numpy's own
+        return np.median(a, axis=-1)
+    a = np.sort(a, axis=-1)
+    n = a.shape[-1]
+    middle = a[..., n // 2] if n % 2 else (a[..., n // 2 - 1] + a[..., n // 2]) / 2
+    return np.where(np.isnan(a[..., -1]), a[..., -1], middle)[()]  # sort puts NaN last
 
 
 def row_mean(values: np.ndarray) -> Any:
-    """``np.mean`` of a short 1-D array, the same value (numpy's sum, divided by the count as
-    numpy does) without its general machinery; see :func:`row_median`."""
+    """``np.mean`` along the last axis, the same values (numpy's sum of each row, divided by the
+    count as numpy does); see :func:`row_median`."""
     a = np.asarray(values)
     kind = a.dtype.kind
-    if a.ndim != 1 or a.size == 0 or kind not in "bfc" or a.dtype == np.float16:
-        return a.mean()
-    total = np.add.reduce(a, axis=None, dtype=np.float64 if kind == "b" else None)
-    return total.dtype.type(total / np.intp(a.size))
+    if a.ndim == 0 or a.shape[-1] == 0 or kind not in "bfc" or a.dtype == np.float16:
+        return a.mean(axis=-1)
+    # Each row summed whole, as numpy sums a 1-D array (its pairwise order): the same value
+    # whether a traversal is measured alone or beside others.
+    total = np.add.reduce(np.ascontiguousarray(a), axis=-1,
+                          dtype=np.float64 if kind == "b" else None)
+    return np.asarray(total / np.intp(a.shape[-1])).astype(total.dtype)[()]
 
 
-def _summarise(part: str, role: str, prop: str, per_row: np.ndarray, series: np.ndarray,
-               names: np.ndarray | None = None) -> RegionChange | None:
-    """The change, or None when no row moves it by KEPT_SCORE of its notable amount (the record
-    is written per latent; a change left out reads as "did not move")."""
-    notable, unit = NOTABLE[prop]
-    if not np.abs(per_row).max(initial=0.0) >= KEPT_SCORE * notable:
-        return None
-    median = float(row_median(per_row))
-    score = float(row_median(np.abs(per_row)) / notable)
-    agreement = float(row_mean(np.sign(per_row) == np.sign(median))) if median else 0.0
-    series = np.where(np.isfinite(series), series, 0.0)
-    if prop == "hue":
+def summarise_rows(per_row: np.ndarray, series: np.ndarray, notable: float, *,
+                   circular: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(score, agreement, start, end) of each traversal's change in one property, from its
+    signed change per row (``per_row`` [T, rows]) and its values (``series`` [T, rows, steps]):
+    the median |change| over rows / ``notable``; the fraction of rows whose change has the
+    median's sign (0 when the median is 0); the mean over rows at the first and last frame
+    (circular for a hue in turns)."""
+    median = row_median(per_row)
+    score = row_median(np.abs(per_row)) / notable
+    agreement = np.where(median != 0, row_mean(np.sign(per_row) == np.sign(median)[:, None]), 0.0)
+    if circular:
         ang = 2 * np.pi * series
-        s0 = float(np.angle(row_mean(np.exp(1j * ang[:, 0]))) / (2 * np.pi) % 1.0)
-        s1 = float(np.angle(row_mean(np.exp(1j * ang[:, -1]))) / (2 * np.pi) % 1.0)
+        start = np.angle(row_mean(np.exp(1j * ang[..., 0]))) / (2 * np.pi) % 1.0
+        end = np.angle(row_mean(np.exp(1j * ang[..., -1]))) / (2 * np.pi) % 1.0
     else:
-        s0, s1 = float(row_mean(series[:, 0])), float(row_mean(series[:, -1]))
-    start_names = tuple(str(n) for n in names[:, 0]) if names is not None else ()
-    end_names = tuple(str(n) for n in names[:, -1]) if names is not None else ()
-    return RegionChange(part, role, prop, unit, s0, s1, tuple(float(v) for v in per_row), score,
-                        agreement, start_names, end_names)
+        start, end = row_mean(series[..., 0]), row_mean(series[..., -1])
+    return score, agreement, start, end
+
+
+Changes = list[RegionChange | None]  # one per traversal: the change, or None (not kept)
+
+
+def _summarise(part: str | Sequence[str], role: str, prop: str, per_row: np.ndarray,
+               series: np.ndarray, names: np.ndarray | None = None) -> Changes:
+    """Each traversal's change (``per_row`` [T, rows], ``series`` and ``names`` [T, rows,
+    steps]; ``part`` one name, or one per traversal), or None where no row moves it by
+    KEPT_SCORE of its notable amount (the record is written per latent; a change left out
+    reads as "did not move")."""
+    notable, unit = NOTABLE[prop]
+    out: Changes = [None] * len(per_row)
+    kept = np.flatnonzero(np.abs(per_row).max(axis=-1, initial=0.0) >= KEPT_SCORE * notable)
+    if not len(kept):
+        return out
+    per_row = per_row[kept]
+    series = series[kept]
+    score, agreement, s0, s1 = summarise_rows(per_row, np.where(np.isfinite(series), series, 0.0),
+                                              notable, circular=prop == "hue")
+    start_names = names[kept, :, 0].tolist() if names is not None else None
+    end_names = names[kept, :, -1].tolist() if names is not None else None
+    for k, (t, rows, a, b, sc, ag) in enumerate(zip(kept.tolist(), per_row.tolist(), s0.tolist(),
+                                                    s1.tolist(), score.tolist(), agreement.tolist(),
+                                                    strict=True)):
+        out[t] = RegionChange(part if isinstance(part, str) else part[t], role, prop, unit, a, b,
+                              tuple(rows), sc, ag,
+                              tuple(start_names[k]) if start_names is not None else (),
+                              tuple(end_names[k]) if end_names is not None else ())
+    return out
 
 
 def _object_changes(part: str, p: dict[str, np.ndarray], present: np.ndarray, single: np.ndarray,
-                    props: tuple[str, ...]) -> list[RegionChange | None]:
+                    props: tuple[str, ...]) -> list[Changes]:
+    """One object's changes, per property of ``props``, of every traversal."""
     changes = _row_props(p, present, single)
     hue_names = _hue_names(p["hue"])
     shapes = shape_names(p["aspect"], p["corners"])
     series = {"scale": p["area"], "rotation": np.degrees(p["doubled_angle"]) / 2.0,
               "thickness": p["width"], "outline": p["corners"]}
-    out = []
-    for prop in props:
-        names = hue_names if prop == "hue" else shapes
-        out.append(_summarise(part, "object", prop, changes[prop], series.get(prop, p.get(prop, p["x"])),
-                              names))
-    return out
+    return [_summarise(part, "object", prop, changes[prop],
+                       series.get(prop, p.get(prop, p["x"])),
+                       hue_names if prop == "hue" else shapes) for prop in props]
+
+
+def _colour_changes(colour: np.ndarray, flat: np.ndarray) -> tuple[np.ndarray, ...]:
+    """A background's colour change per row (RGB distance, 0 where the background is not flat
+    in every frame), its hue, and the hue's names where every frame of the row has one
+    (``colour`` [T, rows, steps, 3], ``flat`` [T, rows, steps])."""
+    # A background's colour is one thing to a viewer: hue, vividness and brightness together
+    # (a decoder often paints a new hue partly as a darker or paler one). Named by hue where
+    # both ends have one.
+    hue, sat, val = rgb_to_hsv(colour)
+    named = np.all((val >= MIN_VALUE) & (sat >= MIN_SATURATION), axis=-1)
+    names = np.where(named[..., None], _hue_names(hue), "")
+    distance = np.sqrt(((colour[..., -1, :] - colour[..., 0, :]) ** 2).sum(axis=-1))
+    return np.where(flat.all(axis=-1), distance, 0.0), hue, names
 
 
 OBJECT_PROPERTIES = ("x", "y", "scale", "rotation", "hue", "saturation", "brightness", "corners",
@@ -507,52 +560,62 @@ OBJECT_PROPERTIES = ("x", "y", "scale", "rotation", "hue", "saturation", "bright
 EACH_PROPERTIES = ("x", "y", "scale", "hue", "brightness")
 
 
-def traversal_changes(scene: Scene, rows: int, steps: int) -> tuple[RegionChange, ...]:
-    """Every part's property changes for frames ordered [rows, steps], highest score first
-    (those that move in some row by at least KEPT_SCORE of their notable amount)."""
-    def grid(a: np.ndarray) -> np.ndarray:
-        return a.reshape(rows, steps, *a.shape[1:])
+def traversal_changes(scene: Scene, rows: int, steps: int) -> list[tuple[RegionChange, ...]]:
+    """Every part's property changes, highest score first (those that move in some row by at
+    least KEPT_SCORE of their notable amount), of each traversal whose frames the scene holds
+    (traversal after traversal, each ordered [rows, steps]). Every traversal is measured at once,
+    property by property, and gets the values it would get alone."""
+    n_traversals = len(scene.count) // (rows * steps)
 
-    out: list[RegionChange | None] = []
+    def grid(a: np.ndarray) -> np.ndarray:
+        return a.reshape(n_traversals, rows, steps, *a.shape[1:])
+
+    found: list[list[RegionChange]] = [[] for _ in range(n_traversals)]
+
+    def add(changes: Changes, which: Sequence[int] | None = None) -> None:
+        for t, c in zip(range(n_traversals) if which is None else which, changes, strict=True):
+            if c is not None:
+                found[t].append(c)
+
     count = grid(scene.count)
     present = count > 0
     obj = {k: grid(v) for k, v in scene.obj.items()}
-    single = (count[:, 0] == 1) & (count[:, -1] == 1)
-    out += _object_changes("object", obj, present, single, OBJECT_PROPERTIES)
+    single = (count[..., 0] == 1) & (count[..., -1] == 1)
+    for changes in _object_changes("object", obj, present, single, OBJECT_PROPERTIES):
+        add(changes)
     # A count changes when both ends hold steady (two frames each): a blurry blob that splits
     # for one frame is no new object.
-    steady = (count[:, :2].min(axis=1) == count[:, :2].max(axis=1)) & (
-        count[:, -2:].min(axis=1) == count[:, -2:].max(axis=1))
-    out.append(_summarise("objects", "object", "count",
-                          np.where(steady, count[:, -1] - count[:, 0], 0).astype(float),
-                          count.astype(float), count.astype(str)))
+    steady = (count[..., :2].min(axis=-1) == count[..., :2].max(axis=-1)) & (
+        count[..., -2:].min(axis=-1) == count[..., -2:].max(axis=-1))
+    add(_summarise("objects", "object", "count",
+                   np.where(steady, count[..., -1] - count[..., 0], 0).astype(float),
+                   count.astype(float), count.astype(str)))
 
     # Several objects, the same number in every frame: each one by its place, left to right.
-    n = int(count.min())
-    if n == int(count.max()) and n in PLACES:
-        for k, place in enumerate(PLACES[n]):
-            p = {key: grid(v[:, k]) for key, v in scene.each.items()}
-            for c in _object_changes(f"{place} object", p, present, single, EACH_PROPERTIES):
-                out.append(c)
+    fewest, most = count.min(axis=(1, 2)), count.max(axis=(1, 2))
+    for n, places in PLACES.items():
+        which = np.flatnonzero((fewest == n) & (most == n))
+        if not len(which):
+            continue
+        for k, place in enumerate(places):
+            p = {key: grid(v[:, k])[which] for key, v in scene.each.items()}
+            for changes in _object_changes(f"{place} object", p, present[which], single[which],
+                                           EACH_PROPERTIES):
+                add(changes, which.tolist())
 
-    two_tone = bool(np.mean(scene.two_tone) >= 0.5)
-    parts = (("wall", scene.upper_rgb), ("floor", scene.lower_rgb)) if two_tone else (
-        ("background", scene.upper_rgb),)
-    for part, colour in parts:
-        # A background's colour is one thing to a viewer: hue, vividness and brightness together
-        # (a decoder often paints a new hue partly as a darker or paler one). Named by hue where
-        # both ends have one.
-        rgb = grid(colour)
-        hue, sat, val = rgb_to_hsv(rgb)
-        named = np.asarray(np.all((val >= MIN_VALUE) & (sat >= MIN_SATURATION), axis=1), dtype=bool)
-        names = np.where(named[:, None], _hue_names(hue), "")
-        distance = np.sqrt(((rgb[:, -1] - rgb[:, 0]) ** 2).sum(axis=-1))
-        distance = np.where(grid(scene.flat).all(axis=1), distance, 0.0)
-        out.append(_summarise(part, "background", "colour", distance, hue, names))
-    if two_tone:
-        tilt = grid(scene.tilt)
-        change = np.where(np.isfinite(tilt[:, 0]) & np.isfinite(tilt[:, -1]), tilt[:, -1] - tilt[:, 0], 0.0)
-        out.append(_summarise("scene", "scene", "tilt", change, tilt))
-    kept = [c for c in out if c is not None]
-    kept.sort(key=lambda c: -c.score)
-    return tuple(kept)
+    # Two background regions (a wall over a floor, and the horizon between them) where most
+    # frames have two; else one background.
+    two_tone = grid(scene.two_tone).reshape(n_traversals, -1).mean(axis=1) >= 0.5
+    flat = grid(scene.flat)
+    distance, hue, names = _colour_changes(grid(scene.upper_rgb), flat)
+    add(_summarise(["wall" if t else "background" for t in two_tone.tolist()], "background",
+                   "colour", distance, hue, names))
+    which = np.flatnonzero(two_tone)
+    if len(which):
+        distance, hue, names = _colour_changes(grid(scene.lower_rgb)[which], flat[which])
+        add(_summarise("floor", "background", "colour", distance, hue, names), which.tolist())
+        tilt = grid(scene.tilt)[which]
+        change = np.where(np.isfinite(tilt[..., 0]) & np.isfinite(tilt[..., -1]),
+                          tilt[..., -1] - tilt[..., 0], 0.0)
+        add(_summarise("scene", "scene", "tilt", change, tilt), which.tolist())
+    return [tuple(sorted(kept, key=lambda c: -c.score)) for kept in found]

@@ -32,7 +32,9 @@ def test_measure_stage_prints_the_three_paths_the_ratio_and_the_breakdown(untrai
                 *(["--untrained"] if untrained else ["--train-epochs", "1"]))
     for line in ("the seed's way", "lexflow's measure stage", "the raw decoder forward",
                  "faster", "PNG encoding", "evidence", "grid composition", "| decode |",
-                 "pictures (strip, animation)", "the encoder's read-back", "for 60 frames"):
+                 "pictures (strip, animation)", "the encoder's read-back", "for 60 frames",
+                 "100x the seed's way would be", "drawn inline",
+                 "only what the seed's way makes", "vs only its own output"):
         assert line in out, out
     kind = "untrained" if untrained else "trained on dSprites-like shapes"
     assert f"MLP VAE ({kind}), 3 latents x 4 rows x 5 steps" in out

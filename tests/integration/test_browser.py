@@ -152,6 +152,11 @@ def test_explanations_are_visible_and_inert(tracking: str, no_progress: None, br
     browser.get(Path(local).as_uri())
     text = _wait_for_text(browser, f"{EVIL} latent 01")
     _shot(browser, tmp_path, "report-file.png")
+    # every picture decodes in the browser, the animations (GIFs lexflow writes itself) too
+    pictures = browser.execute_script(
+        "return [...document.images].map(i => [i.src.slice(0, 15), i.complete && i.naturalWidth > 0])")
+    assert [p for p in pictures if p[0].startswith("data:image/gif")], pictures
+    assert all(ok for _, ok in pictures), pictures
     assert "<script>window.__pwned=1</script>" in text  # shown as text, not run
     assert _pwned(browser) is None
     assert browser.execute_script("return document.querySelectorAll('script').length") == 0

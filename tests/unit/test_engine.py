@@ -4,9 +4,13 @@ skipped items; no MLflow is touched."""
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
+import numpy as np
 import pytest
 
 torch = pytest.importorskip("torch")
@@ -150,3 +154,93 @@ def test_restored_items_get_the_same_strip_and_animation_as_a_fresh_run() -> Non
         assert resumed[i].strip and resumed[i].animation, i
         assert resumed[i].strip == fresh[i].strip and resumed[i].animation == fresh[i].animation
         assert resumed[i].grid == fresh[i].grid and resumed[i].render_failures == ()
+
+
+class _Waiting:
+    """The blob decoder behind a 20 ms wait a batch, as a decoder on a GPU or a server leaves
+    the cores idle while it decodes."""
+
+    def __init__(self) -> None:
+        self._on_cpu = PyTorchVAEAdapter(BlobDecoder(), device="cpu")
+
+    def decode(self, z: Any) -> Any:
+        time.sleep(0.02)
+        return self._on_cpu.decode(z)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._on_cpu, name)
+
+
+class _Spinning(_Waiting):
+    """The same, computing on this thread for 20 ms a batch instead (one core busy)."""
+
+    def decode(self, z: Any) -> Any:
+        end = time.process_time() + 0.02
+        while time.process_time() < end:
+            pass
+        return self._on_cpu.decode(z)
+
+
+def test_cores_busy_tells_a_decoder_that_waits_from_one_that_computes() -> None:
+    from lexflow.stages.decode import BatchDecoder
+
+    cores = len(os.sched_getaffinity(0))
+    z = np.zeros((8, 5), np.float32)
+    waits, spins = BatchDecoder(_Waiting(), batch_size=4), BatchDecoder(_Spinning(), batch_size=4)
+    assert waits.cores_busy() is None
+    waits.decode(z)
+    spins.decode(z)
+    assert waits.cores_busy() < 0.25 / cores  # a few ms of torch in 20 ms waits
+    assert spins.cores_busy() > 0.4 / cores  # one core, less what a loaded machine takes
+    assert spins.cores_busy() > 4 * waits.cores_busy()
+
+
+@pytest.mark.parametrize("busy, beside", [(None, False), (0.05, True), (0.34, True),
+                                          (0.35, False), (0.5, False), (1.0, False)])
+def test_drawing_goes_beside_a_decoder_that_leaves_the_cores_idle(busy: float | None,
+                                                                  beside: bool) -> None:
+    class Decodes:
+        def cores_busy(self) -> float | None:
+            return busy
+
+    with engine._DrawingPlace() as place:
+        place.decodes = Decodes()  # type: ignore[assignment]
+        where = place.submit(lambda: threading.current_thread().name).result()
+    assert where.startswith("lexflow-draw") is beside
+    assert where == threading.current_thread().name or beside
+
+
+def test_inline_drawing_hands_a_failure_over_at_result_as_a_pool_does() -> None:
+    failed = engine._run(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        failed.result()
+    assert engine._run(lambda x: x + 1, 1).result() == 2
+
+
+def test_the_measure_stage_gives_the_same_grids_pictures_and_evidence_inline_or_on_a_thread(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    config = ExplainConfig(rows=2, steps=5, device="cpu")
+    indices = tuple(range(5))
+    threads: set[str] = set()
+    grid_png = engine._grid_png
+
+    def drawn_where(*args: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return grid_png(*args)
+
+    monkeypatch.setattr(engine, "_grid_png", drawn_where)
+    monkeypatch.setattr(engine, "DRAW_BESIDE_BELOW", 0.0)  # inline, whatever the decoder
+    inline = engine.measure_latents(_Waiting(), config, indices, bias="disentanglement",
+                                    output_range=None, progress=False)[0]
+    assert threads == {threading.current_thread().name}
+    threads.clear()
+    monkeypatch.setattr(engine, "DRAW_BESIDE_BELOW", 0.35)
+    pooled = engine.measure_latents(_Waiting(), config, indices, bias="disentanglement",
+                                    output_range=None, progress=False)[0]
+    assert threads and all(t.startswith("lexflow-draw") for t in threads)
+    for i in indices:
+        a, b = inline[i], pooled[i]
+        assert (a.grid, a.strip, a.animation, a.comparison_grid, a.partner) == (
+            b.grid, b.strip, b.animation, b.comparison_grid, b.partner)
+        assert a.evidence == b.evidence and a.comparison == b.comparison
+        assert a.strip and a.animation

@@ -54,3 +54,21 @@ def test_row_median_and_mean_are_numpys(dtype: type) -> None:
                                  (row_mean(np.exp(1j * a)), np.exp(1j * a).mean())):
                 assert type(ours) is type(theirs)
                 assert ours == theirs or (np.isnan(ours) and np.isnan(theirs))
+
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_row_median_and_mean_of_many_rows_are_numpys_of_each(dtype: type) -> None:
+    """Along the last axis of a [traversals, rows] array (every traversal at once, as the
+    evidence measures them): each row's value is numpy's value for that row alone."""
+    rng = np.random.default_rng(2)
+    for n in range(1, 20):
+        a = (rng.standard_normal((7, n)) * 10.0 ** rng.integers(-6, 6)).astype(dtype)
+        a[rng.integers(7), rng.integers(n)] = np.nan
+        for ours, theirs, x in ((row_median, np.median, a), (row_mean, np.mean, a),
+                                (row_mean, np.mean, a > 0), (row_mean, np.mean, np.exp(1j * a))):
+            got = ours(x)
+            for k in range(7):
+                want = theirs(x[k])
+                assert got[k].dtype == want.dtype
+                assert got[k] == want or (np.isnan(got[k]) and np.isnan(want))
