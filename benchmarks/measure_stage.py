@@ -195,9 +195,10 @@ def main(argv: list[str] | None = None) -> int:
         b = BatchDecoder(adapter, batch_size=config.batch_size, output_range=None)
         for t in decode_traversals(b, plan.codes, list(indices), plan.rows, plan.values):
             png_bytes(traversal_grid(t.frames, plan.values))
-        for i, j in partners.items():
-            rows = b.decode(plan.comparison_codes(i, j)).reshape(2, plan.steps, *b.image_shape)
-            png_bytes(traversal_grid(rows, plan.values))
+        for z in comparison_batches(plan, partners, config.batch_size):
+            rows = b.decode(z).reshape(-1, 2, plan.steps, *b.image_shape)
+            for r in rows:
+                png_bytes(traversal_grid(r, plan.values))
 
     paths: dict[str, Callable[[], None]] = {"seed": seed, "stage": stage, "raw": raw,
                                             "grids": grids_only}
@@ -236,6 +237,15 @@ def main(argv: list[str] | None = None) -> int:
     breakdown(adapter, config, plan, indices, partners, args.repeats)
     readback_cost(PyTorchVAEAdapter(vae, device="cpu"), config, plan, indices, args.repeats)
     return 0
+
+
+def comparison_batches(plan: TraversalPlan, partners: dict[int, int],
+                       batch_size: int) -> list[np.ndarray]:
+    """The comparison rows' codes in the chunks lexflow.engine.measure_latents decodes them in."""
+    order = list(partners)
+    per_chunk = max(1, batch_size // (2 * plan.steps))
+    return [np.concatenate([plan.comparison_codes(i, partners[i]) for i in order[g : g + per_chunk]])
+            for g in range(0, len(order), per_chunk)]
 
 
 def readback_cost(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: TraversalPlan,
@@ -291,8 +301,8 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
         b = BatchDecoder(adapter, batch_size=config.batch_size, output_range=None)
         for _ in decode_traversals(b, plan.codes, list(indices), plan.rows, plan.values):
             pass
-        for i, j in partners.items():
-            b.decode(plan.comparison_codes(i, j))
+        for z in comparison_batches(plan, partners, config.batch_size):
+            b.decode(z)
 
     def evidence() -> None:  # as the stage measures it: a decode group at a time
         measure_traversals(list(indices), main)
