@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -36,8 +36,13 @@ from lexflow.errors import ConfigError
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse
 from lexflow.record import SKIPPED, ExplainResult, LatentResult
 from lexflow.sanitize import clean_response
-from lexflow.stages.decode import BatchDecoder, decode_groups
-from lexflow.stages.evidence import Evidence, measure_traversals
+from lexflow.stages.decode import BatchDecoder, Traversal, decode_groups
+from lexflow.stages.evidence import (
+    Evidence,
+    activity,
+    measure_traversals,
+    traversals_at_once,
+)
 from lexflow.stages.plan import Plan, plan_for
 from lexflow.stages.readback import ReadBack
 from lexflow.stages.render import (
@@ -231,6 +236,63 @@ class _DrawingPlace(Executor):
             self._pool.shutdown(wait, cancel_futures=cancel_futures)
 
 
+class _DecodeAhead(Iterator[Any]):
+    """The decode groups (or comparison chunks) of ``groups``, a generator that decodes as it is
+    advanced. While the decoder leaves most cores idle (``place.beside()``: a GPU, a remote
+    model, the same rule as the drawing), :meth:`start_next` decodes the next one on a thread
+    while the caller measures this one: the decoder's wait then overlaps the evidence, and a
+    run's first requests go out sooner (benchmarks/overlap.py). Beside a decoder that keeps the
+    cores busy it does nothing, and each group decodes when asked for, as before.
+
+    The decoder is only ever called by one thread at a time: the caller starts the next decode
+    when it is done with the model for this group (after the encoder's read-back). At most one
+    group is decoded ahead, so frames of two groups are held at once. A decode that fails raises
+    here, when its group is asked for, as it would have inline."""
+
+    _END = object()
+
+    def __init__(self, groups: Iterator[Any], place: _DrawingPlace) -> None:
+        self._groups = groups
+        self._place = place
+        self._ahead: Future[Any] | None = None
+        self._pool: ThreadPoolExecutor | None = None
+
+    def __next__(self) -> Any:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            item = ahead.result()
+        else:
+            item = next(self._groups, self._END)
+        if item is self._END:
+            raise StopIteration
+        return item
+
+    def start_next(self) -> None:
+        """Decode the next group on a thread now, if the decoder leaves the cores idle."""
+        if self._ahead is not None or not self._place.beside():
+            return
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexflow-decode")
+        self._ahead = self._pool.submit(self._decode_beside)
+
+    def _decode_beside(self) -> Any:
+        # The evidence runs meanwhile: its CPU time must not read as the decoder's, or a decoder
+        # that waits would soon look busy (BatchDecoder.clocked).
+        decodes = self._place.decodes
+        if decodes is not None:
+            decodes.clocked = False
+        try:
+            return next(self._groups, self._END)
+        finally:
+            if decodes is not None:
+                decodes.clocked = True
+
+    def close(self) -> None:
+        """Wait for a decode still running (one batch at most) and stop the thread."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+
+
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
     """(strip, animation, failures) of one traversal: a picture that cannot be drawn is None and
     named in the failures, and the run goes on (the grid is what explainers need)."""
@@ -278,22 +340,38 @@ def _redraw_pictures(batch: BatchDecoder, plan: Plan, measured: dict[int, Measur
                                                                 names.latent_label(i, plan.items))
 
 
+Activity = dict[int, tuple[bool, float]]  # item -> (active, total_change), in the items' order
+
+
+def _activity(measured: dict[int, Measured]) -> Activity:
+    return {i: (m.evidence.active, m.evidence.total_change) for i, m in measured.items()}
+
+
 def _partners(measured: dict[int, Measured], latent_dim: int) -> dict[int, int]:
     """For each active latent, the most active other latent (clamped in the comparison row)."""
-    by_activity = sorted(measured, key=lambda i: -measured[i].evidence.total_change)
+    return _partners_of(_activity(measured), latent_dim)
+
+
+def _partners_of(act: Activity, latent_dim: int) -> dict[int, int]:
+    """:func:`_partners` from each item's (active, total_change)."""
+    by_activity = sorted(act, key=lambda i: -act[i][1])
     out = {}
-    for i, m in measured.items():
-        if not m.evidence.active or latent_dim < 2:
+    for i, (active, _) in act.items():
+        if not active or latent_dim < 2:
             continue
-        others = [j for j in by_activity if j != i and measured[j].evidence.active]
+        others = [j for j in by_activity if j != i and act[j][0]]
         out[i] = others[0] if others else (i + 1) % latent_dim
     return out
 
 
 def select_top_k(measured: dict[int, Measured], k: int | None) -> set[int]:
     """The active items to explain: all, or the ``k`` with the largest measured total_change."""
-    active = sorted((i for i, m in measured.items() if m.evidence.active),
-                    key=lambda i: (-measured[i].evidence.total_change, i))
+    return _top_k_of(_activity(measured), k)
+
+
+def _top_k_of(act: Activity, k: int | None) -> set[int]:
+    """:func:`select_top_k` from each item's (active, total_change)."""
+    active = sorted((i for i, (on, _) in act.items() if on), key=lambda i: (-act[i][1], i))
     return set(active if k is None else active[:k])
 
 
@@ -326,78 +404,126 @@ def measure_latents(
     measured = {i: Measured(*restored.measured[i]) for i in indices if i in restored.measured}
     todo = [i for i in indices if i not in measured]
     reader = ReadBack.for_run(decoder, config.readback, plan.kind, plan.values)
-    with progress_bar(len(todo) * per, "decode", progress) as bar, _DrawingPlace() as pool:
+    restored_activity = _activity(measured)
+    found: dict[str, dict[int, int]] = {}  # the comparison partners, once every item is decoded
+    with (progress_bar(len(todo) * per, "decode", progress) as bar, _DrawingPlace() as pool,
+          ExitStack() as stack):
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
         pool.decodes = batch
-        pictures: _Drawing = []  # the latest group's pictures, still drawing
-        for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
-            # Beside a decoder that leaves the cores idle the group's grids draw on the pool
-            # while its evidence is measured here, and its pictures for people (from a copy of
-            # the first row) after them, finishing while the next group or the comparison rows
-            # decode: nothing before the end reads them, and only one group's are ever pending
-            # (its frames are dropped as before). Beside one that keeps them busy all of it runs
-            # here, in the same order.
-            grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
-            drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
-                                             names.latent_label(t.index, plan.items)))
-                       for t in group]
-            backs = reader.group(group, batch) if reader else {}
-            evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
-            for t, ev, png in zip(group, evidence, grids, strict=True):
-                if t.index in backs:
-                    ev = replace(ev, readback=backs[t.index])
-                measured[t.index] = Measured(ev, png.result())
-                if checkpoint:
-                    checkpoint.output_range = batch.output_range
-                    checkpoint.add_measured(t.index, ev, measured[t.index].grid)
-            _finish_pictures(measured, pictures)  # the previous group's
-            pictures = drawing
-        _redraw_pictures(batch, plan, measured, [i for i in indices if i not in todo])
-        if checkpoint:
-            checkpoint.flush()
-        measured = {i: measured[i] for i in indices}  # in the order asked for
-        partners: dict[int, int] = {}
-        if comparisons:
-            chosen = select_top_k(measured, config.top_k)
-            partners = {i: j for i, j in _partners(measured, plan.items).items()
-                        if i in chosen}
-            for i, j in partners.items():
+
+        def decoded() -> Iterator[tuple[list[Traversal], list[int], list[np.ndarray]]]:
+            """Every decode, in order: the main traversals a group at a time (group, [], []),
+            then the comparison rows a chunk at a time ([], items, rows). The partners follow
+            from every item's activity, read from the frames as they decode (the values their
+            evidence gets), so the first comparison chunk can decode while the last group is
+            still being measured."""
+            act = dict(restored_activity)
+            for group in decode_groups(batch, plan.codes, todo, plan.rows, plan.values):
+                act.update((t.index, activity(t.frames)) for t in group)
+                yield group, [], []
+            if not comparisons:
+                return
+            ordered = {i: act[i] for i in indices}
+            chosen = _top_k_of(ordered, config.top_k)
+            partners = {i: j for i, j in _partners_of(ordered, plan.items).items() if i in chosen}
+            fresh = {i: j for i, j in partners.items()
+                     if not (i in restored.comparisons and restored.comparisons[i][0] == j)}
+            found.update(partners=partners, fresh=fresh)
+            if fresh:
+                bar.total += 2 * plan.steps * len(fresh)
+                bar.refresh()
+            for chunk, rows in _comparison_chunks(batch, plan, fresh, config.batch_size):
+                yield [], chunk, rows
+
+        def main_done(measured: dict[int, Measured]) -> dict[int, Measured]:
+            """Every main traversal is measured: the items in the order asked for, with the
+            comparisons an earlier attempt kept; items without a comparison to decode are
+            ready."""
+            if checkpoint:
+                checkpoint.flush()
+            measured = {i: measured[i] for i in indices}
+            for i, j in found.get("partners", {}).items():
                 if i in restored.comparisons and restored.comparisons[i][0] == j:
                     _, measured[i].comparison, measured[i].comparison_grid = restored.comparisons[i]
                     measured[i].partner = j
-            partners = {i: j for i, j in partners.items() if measured[i].partner is None}
-        if on_ready:
-            for i in indices:
-                if i not in partners:
-                    on_ready(i, measured)
-        if partners:
-            bar.total += 2 * plan.steps * len(partners)
-            bar.refresh()
-            order = list(partners)
-            per_chunk = max(1, config.batch_size // (2 * plan.steps))
-            for g in range(0, len(order), per_chunk):
-                chunk = order[g : g + per_chunk]
-                z = np.concatenate([plan.comparison_codes(i, partners[i]) for i in chunk])
-                imgs = batch.decode(z)
-                rows = [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
-                    2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
-                grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
-                evidence = measure_traversals(chunk, rows)
-                for i, ev, grid in zip(chunk, evidence, grids, strict=True):
+            if on_ready:
+                for i in indices:
+                    if i not in found.get("fresh", {}):
+                        on_ready(i, measured)
+            return measured
+
+        stream = _DecodeAhead(decoded(), pool)
+        stack.callback(stream.close)
+        pictures: _Drawing = []  # the latest group's pictures, still drawing
+        ordered = False
+        for group, chunk, rows in stream:
+            if group:
+                # Beside a decoder that leaves the cores idle the group's grids draw on the pool
+                # while its evidence is measured here, and its pictures for people (from a copy
+                # of the first row) after them, finishing while the next group or the comparison
+                # rows decode: nothing before the end reads them, and only one group's are ever
+                # pending (its frames are dropped as before). Beside one that keeps them busy
+                # all of it runs here, in the same order.
+                grids = [pool.submit(_grid_png, t.frames, plan.values) for t in group]
+                drawing = [(t.index, pool.submit(_pictures, t.frames[:1].copy(),
+                                                 names.latent_label(t.index, plan.items)))
+                           for t in group]
+                backs = reader.group(group, batch) if reader else {}
+                stream.start_next()  # the model is free: the next decode may run meanwhile
+                evidence = measure_traversals([t.index for t in group], [t.frames for t in group])
+                for t, ev, png in zip(group, evidence, grids, strict=True):
+                    if t.index in backs:
+                        ev = replace(ev, readback=backs[t.index])
+                    measured[t.index] = Measured(ev, png.result())
+                    if checkpoint:
+                        checkpoint.output_range = batch.output_range
+                        checkpoint.add_measured(t.index, ev, measured[t.index].grid)
+                _finish_pictures(measured, pictures)  # the previous group's
+                pictures = drawing
+                continue
+            if not ordered:
+                measured, ordered = main_done(measured), True
+            stream.start_next()
+            grids = [pool.submit(_grid_png, frames, plan.values) for frames in rows]
+            # With on_ready, a few rows at a time (as many as the evidence measures at once), so
+            # the first requests go out before the whole chunk is measured; the values are the
+            # same either way.
+            step = traversals_at_once(rows[0].shape) if on_ready else len(chunk)
+            for s in range(0, len(chunk), step):
+                part = chunk[s : s + step]
+                evidence = measure_traversals(part, rows[s : s + step])
+                for i, ev, grid in zip(part, evidence, grids[s : s + step], strict=True):
                     m = measured[i]
                     m.comparison = ev
                     m.comparison_grid = grid.result()
-                    m.partner = partners[i]
+                    m.partner = found["fresh"][i]
                     if checkpoint:
-                        checkpoint.add_comparison(i, partners[i], m.comparison, m.comparison_grid)
+                        checkpoint.add_comparison(i, m.partner, ev, m.comparison_grid)
                     if on_ready:
                         on_ready(i, measured)
-            if checkpoint:
-                checkpoint.flush()
+        if not ordered:
+            measured = main_done(measured)
+        elif checkpoint:
+            checkpoint.flush()
+        # Last, when nothing decodes ahead: the model is called by one thread at a time.
+        _redraw_pictures(batch, plan, measured, [i for i in indices if i not in todo])
         _finish_pictures(measured, pictures)
     return measured, batch.output_range or (0.0, 1.0), plan.values
+
+
+def _comparison_chunks(batch: BatchDecoder, plan: Plan, partners: dict[int, int],
+                       batch_size: int) -> Iterator[tuple[list[int], list[np.ndarray]]]:
+    """The comparison rows of ``partners`` (item -> partner), decoded a batch of items at a time:
+    (the items, their rows [2, steps, C, H, W])."""
+    order = list(partners)
+    per_chunk = max(1, batch_size // (2 * plan.steps))
+    for g in range(0, len(order), per_chunk):
+        chunk = order[g : g + per_chunk]
+        imgs = batch.decode(np.concatenate([plan.comparison_codes(i, partners[i]) for i in chunk]))
+        yield chunk, [imgs[k * 2 * plan.steps : (k + 1) * 2 * plan.steps].reshape(
+            2, plan.steps, *imgs.shape[1:]) for k in range(len(chunk))]
 
 
 def build_requests(measured: dict[int, Measured], prepared: Prepared,

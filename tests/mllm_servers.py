@@ -165,6 +165,14 @@ def _error(wire: str, status: int, message: str) -> dict[str, Any]:
     return {"error": message}
 
 
+class _Server(ThreadingHTTPServer):
+    """A threading HTTP server whose listen backlog holds a whole wave of concurrent calls
+    (socketserver's default is 5: a client that opens 16 connections at once then has some
+    wait for a retry, which reads as a slow provider)."""
+
+    request_queue_size = 128
+
+
 class MLLMServer:
     """A scripted loopback server; use as a context manager or call start()/stop()."""
 
@@ -199,7 +207,7 @@ class MLLMServer:
             def do_POST(self) -> None:
                 server._handle(self, "POST")
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd = _Server(("127.0.0.1", 0), Handler)
         self._httpd.daemon_threads = True
         self._httpd.block_on_close = False
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05},

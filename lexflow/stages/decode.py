@@ -68,8 +68,11 @@ class BatchDecoder:
         self.output_range = output_range
         self.on_batch = on_batch
         self.image_shape: tuple[int, int, int] | None = None
-        self.decode_seconds = 0.0  # wall time in the decoder's decode, all batches so far
+        self.decode_seconds = 0.0  # wall time in the decoder's decode, all clocked batches
         self.decode_cpu_seconds = 0.0  # CPU time of this process (all its threads) meanwhile
+        # Whether decode() adds to those two: False while other work of this process runs beside
+        # it (a group decoded ahead of the evidence), whose CPU time would read as the decoder's.
+        self.clocked = True
 
     def _check(self, raw: np.ndarray, n: int) -> np.ndarray:
         if raw.ndim != 4 or raw.shape[0] != n:
@@ -103,7 +106,7 @@ class BatchDecoder:
 
     def cores_busy(self) -> float | None:
         """The share of this machine's cores the decoder kept busy while it decoded (the
-        process's CPU time over wall time x cores, all batches so far; None before any): about
+        process's CPU time over wall time x cores, all clocked batches so far; None before any): about
         1 for torch's or onnxruntime's threads on every core, near 0 for a decoder that waits
         on a GPU or a server."""
         if self.decode_seconds <= 0:
@@ -132,8 +135,9 @@ class BatchDecoder:
                     f"of size {z.shape[1]}: {exc}"
                 ) from exc
             finally:
-                self.decode_seconds += time.perf_counter() - wall
-                self.decode_cpu_seconds += time.process_time() - cpu
+                if self.clocked:
+                    self.decode_seconds += time.perf_counter() - wall
+                    self.decode_cpu_seconds += time.process_time() - cpu
             raw = self._check(np.asarray(raw, dtype=np.float32), len(chunk))
             if self.output_range is None:
                 self.output_range = detect_range(raw)

@@ -39,8 +39,8 @@ from lexflow.stages.scenes import (
 from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
-__all__ = ["Evidence", "PropertyChange", "RegionChange", "measure_frames", "measure_traversal",
-           "measure_traversals"]
+__all__ = ["Evidence", "PropertyChange", "RegionChange", "activity", "measure_frames",
+           "measure_traversal", "measure_traversals", "traversals_at_once"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
 # scene parts share take the scene's values (one table, lexflow.stages.scenes.NOTABLE).
@@ -225,6 +225,25 @@ def measure_traversal(index: int, frames: np.ndarray) -> Evidence:
     return measure_traversals([index], [frames])[0]
 
 
+def _steps(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """|frame-to-frame change| [rows, steps-1, C, H, W] and its mean per step."""
+    step_abs = np.abs(np.diff(frames, axis=1))
+    return step_abs, step_abs.mean(axis=(0, 2, 3, 4))
+
+
+def activity(frames: np.ndarray) -> tuple[bool, float]:
+    """(:attr:`Evidence.active`, :attr:`Evidence.total_change`) of a traversal (frames [rows,
+    steps, C, H, W]), the same values its evidence gets, without measuring anything else."""
+    total = float(_steps(frames)[1].sum())
+    return total >= INACTIVE_CHANGE, total
+
+
+def traversals_at_once(shape: tuple[int, ...]) -> int:
+    """How many traversals of frames ``shape`` ([rows, steps, C, H, W]) the per-frame
+    measurements of :func:`measure_traversals` take at once (EVIDENCE_PIXELS)."""
+    return max(1, EVIDENCE_PIXELS // (shape[0] * shape[1] * shape[-2] * shape[-1]))
+
+
 def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
     """Evidence for several traversals (float32 [rows, steps, C, H, W] in [0, 1] each), the same
     as :func:`measure_traversal` of each. Traversals of the same frame shape are measured
@@ -244,7 +263,7 @@ def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> 
     # measurements, so the working arrays stay small (a run's memory is about one decode
     # group's frames; tests/integration/test_registry_scan.py bounds it); what they keep per
     # frame is a few numbers.
-    chunk = max(1, EVIDENCE_PIXELS // (per * shape[-2] * shape[-1]))
+    chunk = traversals_at_once(shape)
     props: list[dict[str, np.ndarray]] = []
     scenes: list[Scene] = []
     for start in range(0, len(frames), chunk):
@@ -283,8 +302,7 @@ def _evidence(indices: Sequence[int], frames: Sequence[np.ndarray], props: dict[
     parts = traversal_changes(scene, rows, steps)
     out = []
     for t, (index, f) in enumerate(zip(indices, frames, strict=True)):
-        step_abs = np.abs(np.diff(f, axis=1))  # [rows, steps-1, C, H, W]
-        step_change = step_abs.mean(axis=(0, 2, 3, 4))
+        step_abs, step_change = _steps(f)
         total = float(step_change.sum())
         found[t].sort(key=lambda c: -c.score)
         out.append(Evidence(index, total >= INACTIVE_CHANGE, total,

@@ -157,14 +157,14 @@ def test_restored_items_get_the_same_strip_and_animation_as_a_fresh_run() -> Non
 
 
 class _Waiting:
-    """The blob decoder behind a 20 ms wait a batch, as a decoder on a GPU or a server leaves
-    the cores idle while it decodes."""
+    """The blob decoder behind a 50 ms wait a batch (as in benchmarks/overlap.py), as a decoder
+    on a GPU or a server leaves the cores idle while it decodes."""
 
     def __init__(self) -> None:
         self._on_cpu = PyTorchVAEAdapter(BlobDecoder(), device="cpu")
 
     def decode(self, z: Any) -> Any:
-        time.sleep(0.02)
+        time.sleep(0.05)
         return self._on_cpu.decode(z)
 
     def __getattr__(self, name: str) -> Any:
@@ -172,10 +172,10 @@ class _Waiting:
 
 
 class _Spinning(_Waiting):
-    """The same, computing on this thread for 20 ms a batch instead (one core busy)."""
+    """The same, computing on this thread for 50 ms a batch instead (one core busy)."""
 
     def decode(self, z: Any) -> Any:
-        end = time.process_time() + 0.02
+        end = time.process_time() + 0.05
         while time.process_time() < end:
             pass
         return self._on_cpu.decode(z)
@@ -190,7 +190,7 @@ def test_cores_busy_tells_a_decoder_that_waits_from_one_that_computes() -> None:
     assert waits.cores_busy() is None
     waits.decode(z)
     spins.decode(z)
-    assert waits.cores_busy() < 0.25 / cores  # a few ms of torch in 20 ms waits
+    assert waits.cores_busy() < 0.25 / cores  # a few ms of torch in 50 ms waits
     assert spins.cores_busy() > 0.4 / cores  # one core, less what a loaded machine takes
     assert spins.cores_busy() > 4 * waits.cores_busy()
 
@@ -244,3 +244,116 @@ def test_the_measure_stage_gives_the_same_grids_pictures_and_evidence_inline_or_
             b.grid, b.strip, b.animation, b.comparison_grid, b.partner)
         assert a.evidence == b.evidence and a.comparison == b.comparison
         assert a.strip and a.animation
+
+
+class _Logged(_Waiting):
+    """A waiting decoder that logs each decode: (thread, start, end); it fails the test if two
+    threads ever call it at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple[str, float, float]] = []
+        self._busy = threading.Lock()
+
+    def decode(self, z: Any) -> Any:
+        assert self._busy.acquire(blocking=False), "the decoder was called by two threads at once"
+        try:
+            start = time.perf_counter()
+            out = super().decode(z)
+            self.calls.append((threading.current_thread().name, start, time.perf_counter()))
+            return out
+        finally:
+            self._busy.release()
+
+
+def _measure_logged(monkeypatch: pytest.MonkeyPatch, beside_below: float,
+                    ) -> tuple[dict[int, Any], _Logged, list[tuple[float, float]], list[int]]:
+    """The measure stage on a waiting decoder in groups of two items: its results, the decoder's
+    log, the evidence's (start, end) times and the order of on_ready."""
+    monkeypatch.setattr(engine, "DRAW_BESIDE_BELOW", beside_below)
+    measuring: list[tuple[float, float]] = []
+    measure = engine.measure_traversals
+
+    def timed(*args: Any) -> Any:
+        start = time.perf_counter()
+        out = measure(*args)
+        measuring.append((start, time.perf_counter()))
+        return out
+
+    monkeypatch.setattr(engine, "measure_traversals", timed)
+    decoder = _Logged()
+    ready: list[int] = []
+    config = ExplainConfig(rows=2, steps=5, device="cpu", batch_size=20)  # 2 items a batch
+    measured = engine.measure_latents(decoder, config, tuple(range(5)), bias="disentanglement",
+                                      output_range=None, progress=False,
+                                      on_ready=lambda i, _: ready.append(i))[0]
+    return measured, decoder, measuring, ready
+
+
+def test_the_next_group_decodes_while_this_one_is_measured_beside_a_decoder_that_waits(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Beside a decoder that leaves the cores idle, the next decode group (and, once every item's
+    activity is known, the first comparison chunk) decodes on a thread while the evidence of the
+    one before is measured: the decoder's wait overlaps the measuring, one call at a time. Beside
+    a busy one every decode runs when asked for. The results and the order of on_ready are the
+    same either way."""
+    inline, plain, _, ready_inline = _measure_logged(monkeypatch, 0.0)
+    assert {name for name, _, _ in plain.calls} == {threading.current_thread().name}
+    ahead, logged, measuring, ready_ahead = _measure_logged(monkeypatch, 0.35)
+    on_thread = [(s, e) for name, s, e in logged.calls if name.startswith("lexflow-decode")]
+    assert len(on_thread) >= 3, logged.calls  # 3 main groups + 3 comparison chunks, first inline
+    assert any(s < m_end and m_start < e for s, e in on_thread for m_start, m_end in measuring)
+    assert len(logged.calls) == len(plain.calls)
+    assert ready_ahead == ready_inline and sorted(ready_ahead) == list(range(5))
+    for i in range(5):
+        a, b = inline[i], ahead[i]
+        assert (a.grid, a.strip, a.animation, a.comparison_grid, a.partner) == (
+            b.grid, b.strip, b.animation, b.comparison_grid, b.partner)
+        assert a.evidence == b.evidence and a.comparison == b.comparison
+
+
+def test_a_decode_beside_other_work_is_not_clocked_as_the_decoders() -> None:
+    """A group decoded ahead runs beside the evidence, whose CPU time is not the decoder's: it
+    leaves cores_busy as the decodes alone made it (else a waiting decoder would soon read as
+    busy and lose its decode ahead)."""
+    from lexflow.stages.decode import BatchDecoder
+
+    batch = BatchDecoder(_Waiting(), batch_size=4)
+    z = np.zeros((4, 5), np.float32)
+    batch.decode(z)
+    seconds, busy = batch.decode_seconds, batch.cores_busy()
+    batch.clocked = False
+    batch.decode(z)
+    assert (batch.decode_seconds, batch.cores_busy()) == (seconds, busy)
+    batch.clocked = True
+    batch.decode(z)
+    assert batch.decode_seconds > seconds
+
+
+def test_comparison_items_are_ready_a_few_at_a_time(monkeypatch: pytest.MonkeyPatch) -> None:
+    """With on_ready, a comparison chunk is measured as many rows at a time as the evidence
+    measures at once, and each item is ready as soon as its rows are: the first requests go
+    out before the whole chunk is measured."""
+    from lexflow.stages import evidence
+
+    monkeypatch.setattr(evidence, "EVIDENCE_PIXELS", 2 * 10 * 32 * 32)  # two comparison rows
+    events: list[tuple[str, Any]] = []
+    measure = engine.measure_traversals
+
+    def logged(indices: Any, frames: Any) -> Any:
+        events.append(("measure", tuple(indices)))
+        return measure(indices, frames)
+
+    monkeypatch.setattr(engine, "measure_traversals", logged)
+    decoder = PyTorchVAEAdapter(BlobDecoder(latent_dim=8), device="cpu")
+    config = ExplainConfig(rows=2, steps=5, device="cpu")
+    engine.measure_latents(decoder, config, tuple(range(8)), bias="disentanglement",
+                           output_range=None, progress=False,
+                           on_ready=lambda i, _: events.append(("ready", i)))
+    assert evidence.traversals_at_once((2, 5, 3, 32, 32)) == 2
+    parts = [ix for kind, ix in events if kind == "measure"][1:]  # after the main traversals
+    assert len(parts) > 1 and all(len(p) <= 2 for p in parts), events
+    first_ready = next(k for k, (kind, i) in enumerate(events)
+                       if kind == "ready" and i in parts[0])
+    last_measure = max(k for k, (kind, _) in enumerate(events) if kind == "measure")
+    assert first_ready < last_measure
