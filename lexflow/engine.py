@@ -194,7 +194,8 @@ class Measured:
 # the cores and the GIL (on 2 cores the stage took 54 ms with one, 44 ms without;
 # benchmarks/measure_stage.py), while beside a decoder that waits it saves the drawing's time
 # (benchmarks/overlap.py). Measured on 2 cores, torch's threads kept 0.55 to 1.07 of them busy
-# from run to run, a decoder that waits 50 ms a batch 0.19.
+# from run to run, a decoder that waits 50 ms a batch 0.19. The same rule decides whether the
+# next decode group decodes ahead of the evidence (:class:`_DecodeAhead`).
 PICTURE_THREADS = 1
 DRAW_BESIDE_BELOW = 0.35
 

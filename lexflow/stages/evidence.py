@@ -22,7 +22,8 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
 import numpy as np
 
@@ -123,11 +124,18 @@ class Evidence:
         return [p for p in self.properties if p.score >= min_score]
 
     def to_dict(self) -> dict:
-        d = asdict(self)
-        d["properties"] = {p["name"]: {k: v for k, v in p.items() if k != "name"}
-                           for p in d["properties"]}
-        d["changes"] = [dict(c) for c in d["changes"]]
+        """A JSON-ready dict: the properties by name, the changes as dicts. Every field is a
+        number, a string or a tuple of them, so each dataclass is read field by field
+        (``dataclasses.asdict``'s deep copy gives the same dict at several times the cost)."""
+        d = _fields_of(self)
+        d["properties"] = {p.name: {k: v for k, v in _fields_of(p).items() if k != "name"}
+                           for p in self.properties}
+        d["changes"] = [_fields_of(c) for c in self.changes]
         return d
+
+
+def _fields_of(obj: Any) -> dict[str, Any]:
+    return {f.name: getattr(obj, f.name) for f in fields(obj)}
 
 
 def measure_frames(images: np.ndarray) -> dict[str, np.ndarray]:

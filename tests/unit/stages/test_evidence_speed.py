@@ -72,3 +72,33 @@ def test_row_median_and_mean_of_many_rows_are_numpys_of_each(dtype: type) -> Non
                 want = theirs(x[k])
                 assert got[k].dtype == want.dtype
                 assert got[k] == want or (np.isnan(got[k]) and np.isnan(want))
+
+
+def _asdict_reference(ev: evidence.Evidence) -> dict:
+    """Evidence.to_dict as it was written with dataclasses.asdict (a deep copy)."""
+    from dataclasses import asdict
+
+    d = asdict(ev)
+    d["properties"] = {p["name"]: {k: v for k, v in p.items() if k != "name"}
+                       for p in d["properties"]}
+    d["changes"] = [dict(c) for c in d["changes"]]
+    return d
+
+
+def test_to_dict_is_the_deep_copy_it_replaced_and_activity_is_the_evidence_s() -> None:
+    """to_dict reads each dataclass field by field: the same dict, types included, as asdict
+    gave (every field is a number, a string or a tuple of them). ``activity`` gives the active
+    flag and total change the evidence gets, from the frames alone."""
+    frames = [traverse(BlobDecoder(), ExplainConfig(rows=3), i) for i in range(5)]
+    frames.append(np.random.default_rng(1).random(frames[0].shape, dtype=np.float32))
+    frames.append(np.zeros_like(frames[0]))  # inactive
+    changed = 0
+    for i, f in enumerate(frames):
+        ev = measure_traversal(i, f)
+        changed += bool(ev.changes)
+        got, want = ev.to_dict(), _asdict_reference(ev)
+        assert got == want
+        assert json.dumps(got, sort_keys=True) == json.dumps(want, sort_keys=True)
+        assert [type(c["per_row"]) for c in got["changes"]] == [tuple] * len(ev.changes)
+        assert evidence.activity(f) == (ev.active, ev.total_change)
+    assert changed >= 4 and not measure_traversal(0, frames[-1]).active
