@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -248,7 +248,8 @@ class _DecodeAhead(Iterator[Any]):
     The decoder is only ever called by one thread at a time: the caller starts the next decode
     when it is done with the model for this group (after the encoder's read-back). At most one
     group is decoded ahead, so frames of two groups are held at once. A decode that fails raises
-    here, when its group is asked for, as it would have inline."""
+    here, when its group is asked for, as it would have inline. The thread is a daemon: a run
+    that stops (an error, Ctrl-C, SIGTERM) while a decode is ahead does not wait for it."""
 
     _END = object()
 
@@ -256,7 +257,6 @@ class _DecodeAhead(Iterator[Any]):
         self._groups = groups
         self._place = place
         self._ahead: Future[Any] | None = None
-        self._pool: ThreadPoolExecutor | None = None
 
     def __next__(self) -> Any:
         if self._ahead is not None:
@@ -272,9 +272,17 @@ class _DecodeAhead(Iterator[Any]):
         """Decode the next group on a thread now, if the decoder leaves the cores idle."""
         if self._ahead is not None or not self._place.beside():
             return
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lexflow-decode")
-        self._ahead = self._pool.submit(self._decode_beside)
+        ahead: Future[Any] = Future()
+
+        def decode() -> None:
+            ahead.set_running_or_notify_cancel()
+            try:
+                ahead.set_result(self._decode_beside())
+            except BaseException as exc:  # handed over at __next__, as an inline decode raises
+                ahead.set_exception(exc)
+
+        threading.Thread(target=decode, name="lexflow-decode", daemon=True).start()
+        self._ahead = ahead
 
     def _decode_beside(self) -> Any:
         # The evidence runs meanwhile: its CPU time must not read as the decoder's, or a decoder
@@ -287,11 +295,6 @@ class _DecodeAhead(Iterator[Any]):
         finally:
             if decodes is not None:
                 decodes.clocked = True
-
-    def close(self) -> None:
-        """Wait for a decode still running (one batch at most) and stop the thread."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
@@ -407,8 +410,7 @@ def measure_latents(
     reader = ReadBack.for_run(decoder, config.readback, plan.kind, plan.values)
     restored_activity = _activity(measured)
     found: dict[str, dict[int, int]] = {}  # the comparison partners, once every item is decoded
-    with (progress_bar(len(todo) * per, "decode", progress) as bar, _DrawingPlace() as pool,
-          ExitStack() as stack):
+    with progress_bar(len(todo) * per, "decode", progress) as bar, _DrawingPlace() as pool:
         batch = BatchDecoder(decoder, batch_size=config.batch_size,
                              output_range=output_range or restored.output_range,
                              on_batch=bar.update)
@@ -456,7 +458,6 @@ def measure_latents(
             return measured
 
         stream = _DecodeAhead(decoded(), pool)
-        stack.callback(stream.close)
         pictures: _Drawing = []  # the latest group's pictures, still drawing
         ordered = False
         for group, chunk, rows in stream:

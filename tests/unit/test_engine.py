@@ -357,3 +357,41 @@ def test_comparison_items_are_ready_a_few_at_a_time(monkeypatch: pytest.MonkeyPa
                        if kind == "ready" and i in parts[0])
     last_measure = max(k for k, (kind, _) in enumerate(events) if kind == "measure")
     assert first_ready < last_measure
+
+
+def test_a_run_that_fails_does_not_wait_for_a_decode_ahead(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run that stops (here the evidence raises; Ctrl-C and SIGTERM unwind the same way) while
+    the next group decodes ahead raises at once: the decode thread is a daemon, left to finish
+    on its own, not waited for (a remote decoder may hang for its timeout)."""
+    release = threading.Event()
+
+    class Stuck(_Waiting):
+        calls = 0
+
+        def decode(self, z: Any) -> Any:
+            type(self).calls += 1
+            if type(self).calls > 1:  # every decode after the first hangs until released
+                release.wait(30)
+            return super().decode(z)
+
+    def fails(*args: Any) -> Any:
+        time.sleep(0.1)  # the next decode is under way by now
+        raise RuntimeError("the evidence failed")
+
+    monkeypatch.setattr(engine, "DRAW_BESIDE_BELOW", 0.35)
+    monkeypatch.setattr(engine, "measure_traversals", fails)
+    config = ExplainConfig(rows=2, steps=5, device="cpu", batch_size=20)
+    start = time.perf_counter()
+    try:
+        with pytest.raises(RuntimeError, match="the evidence failed"):
+            engine.measure_latents(Stuck(), config, tuple(range(5)), bias="disentanglement",
+                                   output_range=None, progress=False)
+        took = time.perf_counter() - start
+        ahead = [t for t in threading.enumerate() if t.name == "lexflow-decode"]
+        assert Stuck.calls == 2 and ahead and all(t.daemon for t in ahead)
+        assert took < 5, took
+    finally:
+        release.set()
+    for t in ahead:
+        t.join(10)
+        assert not t.is_alive()
