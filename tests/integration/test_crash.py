@@ -256,6 +256,10 @@ def test_tracking_server_lost_then_back_tags_failed_and_a_rerun_resumes(
     log = tmp_path / "first.log"
     proc = start_lexflow(args, _lost_server_env(backend, proxy, log, wait_s=60))
     _wait_for(lambda: len(traversals_in(log, ROWS, STEPS)) >= 2, 120, "two decoded latents", proc)
+    # Beside this decoder, which waits, the next latent decodes while one is measured and saved:
+    # a decoded latent is not yet a saved one, so wait for one to be saved.
+    first = _wait_for(lambda: lexflow_tags(name, version).get("lexflow.run_id"), 60, "the run", proc)
+    _wait_for(lambda: _checkpointed(backend, first), 60, "a saved latent", proc)
     proxy.down()
     time.sleep(8)  # longer than the retries: lexflow gives up and waits for the server
     proxy.up()
