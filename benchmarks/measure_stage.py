@@ -47,7 +47,7 @@ sys.path.insert(0, str(ROOT))
 
 from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
-from lexflow.engine import _partners, measure_latents  # noqa: E402
+from lexflow.engine import _comparison_chunks, _partners, measure_latents  # noqa: E402
 from lexflow.stages.decode import BatchDecoder, decode_groups, decode_traversals  # noqa: E402
 from lexflow.stages.evidence import measure_traversals  # noqa: E402
 from lexflow.stages.plan import TraversalPlan  # noqa: E402
@@ -195,8 +195,7 @@ def main(argv: list[str] | None = None) -> int:
         b = BatchDecoder(adapter, batch_size=config.batch_size, output_range=None)
         for t in decode_traversals(b, plan.codes, list(indices), plan.rows, plan.values):
             png_bytes(traversal_grid(t.frames, plan.values))
-        for z in comparison_batches(plan, partners, config.batch_size):
-            rows = b.decode(z).reshape(-1, 2, plan.steps, *b.image_shape)
+        for _, rows in _comparison_chunks(b, plan, partners, config.batch_size):
             for r in rows:
                 png_bytes(traversal_grid(r, plan.values))
 
@@ -237,15 +236,6 @@ def main(argv: list[str] | None = None) -> int:
     breakdown(adapter, config, plan, indices, partners, args.repeats)
     readback_cost(PyTorchVAEAdapter(vae, device="cpu"), config, plan, indices, args.repeats)
     return 0
-
-
-def comparison_batches(plan: TraversalPlan, partners: dict[int, int],
-                       batch_size: int) -> list[np.ndarray]:
-    """The comparison rows' codes in the chunks lexflow.engine.measure_latents decodes them in."""
-    order = list(partners)
-    per_chunk = max(1, batch_size // (2 * plan.steps))
-    return [np.concatenate([plan.comparison_codes(i, partners[i]) for i in order[g : g + per_chunk]])
-            for g in range(0, len(order), per_chunk)]
 
 
 def readback_cost(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: TraversalPlan,
@@ -301,8 +291,8 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
         b = BatchDecoder(adapter, batch_size=config.batch_size, output_range=None)
         for _ in decode_traversals(b, plan.codes, list(indices), plan.rows, plan.values):
             pass
-        for z in comparison_batches(plan, partners, config.batch_size):
-            b.decode(z)
+        for _ in _comparison_chunks(b, plan, partners, config.batch_size):  # as the stage does
+            pass
 
     def evidence() -> None:  # as the stage measures it: a decode group at a time
         measure_traversals(list(indices), main)

@@ -3,10 +3,10 @@ explainers, and for people a small strip and an animation per latent and a certa
 
 Speed (benchmarks/measure_stage.py): the grid is composed with array reshapes (no per-tile
 loop), the header of value labels is drawn once per (values, tile width) and reused, and PNG
-is filtered with numpy (the upscaled rows repeat) and deflated by ISA-L (the ``isal`` package:
-the same zlib stream format as Python's zlib, several times faster on these grids for about
-the same size; :func:`png_bytes`). PNG is lossless, so the decoded pixels are the same whatever the filter or
-the deflate; only the file size changes.
+is filtered with numpy (the upscaled rows repeat) and deflated by ISA-L (:func:`png_bytes`; the
+``isal`` package writes the same zlib stream format as Python's zlib, several times faster on
+these grids for about the same size). PNG is lossless, so the decoded pixels are the same
+whatever the filter or the deflate; only the file size changes.
 
 The pictures for people are drawn with numpy, not per-frame PIL images: the strip is one nearest
 upscale (a numpy gather that PIL's own resize defines, :func:`_upscale`) and one canvas through
