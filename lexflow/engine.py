@@ -187,17 +187,16 @@ class Measured:
 
 
 # The measure stage's drawing thread (grid PNGs, strips, animations) beside the thread that
-# decodes and measures, used while the decoder leaves most cores idle (a GPU, a remote model:
-# lexflow.stages.decode.BatchDecoder.cores_busy below DRAW_BESIDE_BELOW): drawing then fills
-# CPU time the decode leaves. A decoder that keeps the cores busy (torch's or onnxruntime's
-# threads on every core) has the drawing inline: beside it a drawing thread only contends for
-# the cores and the GIL (on 2 cores the stage took 54 ms with one, 44 ms without;
-# benchmarks/measure_stage.py), while beside a decoder that waits it saves the drawing's time
-# (benchmarks/overlap.py). Measured on 2 cores, torch's threads kept 0.55 to 1.07 of them busy
-# from run to run, a decoder that waits 50 ms a batch 0.19. The same rule decides whether the
-# next decode group decodes ahead of the evidence (:class:`_DecodeAhead`).
+# decodes and measures, used while the decoder leaves the CPU idle (a GPU, a remote model: the
+# thread that calls it is on a CPU for less than DRAW_BESIDE_BELOW of the decode's time,
+# lexflow.stages.decode.BatchDecoder.cpu_share): drawing then fills CPU time the decode leaves.
+# A decoder that computes on the CPU (torch's or onnxruntime's kernels, which run on the calling
+# thread too: a share near 1) has the drawing inline: beside it a drawing thread only contends
+# for the cores and the GIL, while beside a decoder that waits it saves the drawing's time
+# (benchmarks/overlap.py). The same rule decides whether the next decode group decodes ahead of
+# the evidence (:class:`_DecodeAhead`).
 PICTURE_THREADS = 1
-DRAW_BESIDE_BELOW = 0.35
+DRAW_BESIDE_BELOW = 0.5
 
 
 def _run(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Future[Any]:
@@ -221,7 +220,7 @@ class _DrawingPlace(Executor):
         self._pool: ThreadPoolExecutor | None = None
 
     def beside(self) -> bool:
-        busy = self.decodes.cores_busy() if self.decodes else None
+        busy = self.decodes.cpu_share() if self.decodes else None
         return busy is not None and busy < DRAW_BESIDE_BELOW
 
     def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
@@ -277,25 +276,12 @@ class _DecodeAhead(Iterator[Any]):
         def decode() -> None:
             ahead.set_running_or_notify_cancel()
             try:
-                ahead.set_result(self._decode_beside())
+                ahead.set_result(next(self._groups, self._END))
             except BaseException as exc:  # handed over at __next__, as an inline decode raises
                 ahead.set_exception(exc)
 
         threading.Thread(target=decode, name="lexflow-decode", daemon=True).start()
         self._ahead = ahead
-
-    def _decode_beside(self) -> Any:
-        # The evidence runs meanwhile: its CPU time must not read as the decoder's, or a decoder
-        # that waits would soon look busy (BatchDecoder.clocked).
-        decodes = self._place.decodes
-        if decodes is not None:
-            decodes.clocked = False
-        try:
-            return next(self._groups, self._END)
-        finally:
-            if decodes is not None:
-                decodes.clocked = True
-
 
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
     """(strip, animation, failures) of one traversal: a picture that cannot be drawn is None and

@@ -5,7 +5,6 @@ Every image leaving this stage is float32 [C, H, W] with C in {1, 3} and values 
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -68,11 +67,10 @@ class BatchDecoder:
         self.output_range = output_range
         self.on_batch = on_batch
         self.image_shape: tuple[int, int, int] | None = None
-        self.decode_seconds = 0.0  # wall time in the decoder's decode, all clocked batches
-        self.decode_cpu_seconds = 0.0  # CPU time of this process (all its threads) meanwhile
-        # Whether decode() adds to those two: False while other work of this process runs beside
-        # it (a group decoded ahead of the evidence), whose CPU time would read as the decoder's.
-        self.clocked = True
+        self.decode_seconds = 0.0  # wall time in the decoder's decode, every batch
+        # CPU time of the thread that called it meanwhile: the decoder's own, whatever other
+        # threads of this process (the evidence, an explainer's client, drawing) do beside it
+        self.decode_cpu_seconds = 0.0
 
     def _check(self, raw: np.ndarray, n: int) -> np.ndarray:
         if raw.ndim != 4 or raw.shape[0] != n:
@@ -104,22 +102,24 @@ class BatchDecoder:
             )
         return raw
 
-    def cores_busy(self) -> float | None:
-        """The share of this machine's cores the decoder kept busy while it decoded (the
-        process's CPU time over wall time x cores, all clocked batches so far; None before any): about
-        1 for torch's or onnxruntime's threads on every core, near 0 for a decoder that waits
-        on a GPU or a server."""
+    def cpu_share(self) -> float | None:
+        """The share of the decoder's wall time that the thread calling it spent on a CPU (all
+        batches so far; None before any): about 1 for a decoder that computes on the CPU (torch's
+        and onnxruntime's CPU kernels run on the calling thread too, beside their pool), near 0
+        for one that waits on a GPU or a server. The calling thread's own CPU time, not the
+        process's: work on other threads meanwhile (the evidence beside a group decoded ahead,
+        an explainer opening its client) is not the decoder's, and would make a decoder that
+        waits read as busy."""
         if self.decode_seconds <= 0:
             return None
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        return self.decode_cpu_seconds / (self.decode_seconds * max(1, cores or 1))
+        return self.decode_cpu_seconds / self.decode_seconds
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """float32 [N, d] -> float32 [N, C, H, W] in [0, 1] (alpha dropped)."""
         outs = []
         for start in range(0, len(z), self.batch_size):
             chunk = z[start : start + self.batch_size]
-            wall, cpu = time.perf_counter(), time.process_time()
+            wall, cpu = time.perf_counter(), time.thread_time()
             try:
                 raw = self.decoder.decode(chunk)
             except (ModelContractError, DecodeError):
@@ -135,9 +135,8 @@ class BatchDecoder:
                     f"of size {z.shape[1]}: {exc}"
                 ) from exc
             finally:
-                if self.clocked:
-                    self.decode_seconds += time.perf_counter() - wall
-                    self.decode_cpu_seconds += time.process_time() - cpu
+                self.decode_seconds += time.perf_counter() - wall
+                self.decode_cpu_seconds += time.thread_time() - cpu
             raw = self._check(np.asarray(raw, dtype=np.float32), len(chunk))
             if self.output_range is None:
                 self.output_range = detect_range(raw)
