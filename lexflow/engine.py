@@ -22,7 +22,7 @@ import sys
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -52,7 +52,7 @@ from lexflow.stages.render import (
     traversal_grid,
     traversal_strip,
 )
-from lexflow.uncertainty import Similarity, consensus, similarity_for, with_readback
+from lexflow.uncertainty import Consensus, Similarity, consensus, similarity_for, with_readback
 
 
 @dataclass
@@ -577,9 +577,12 @@ def requests_for(decoder: Decoder, info: ModelInfo, config: ExplainConfig, *,
 def run_explainer(explainer: Explainer, requests: Iterable[ExplainRequest], *,
                   progress: bool = True, restored: Restored | None = None,
                   checkpoint: Checkpoint | None = None,
-                  total: int | None = None) -> dict[int, ExplainResponse]:
+                  total: int | None = None,
+                  on_response: Callable[[ExplainResponse], None] | None = None,
+                  ) -> dict[int, ExplainResponse]:
     """Ask the explainer about ``requests``; responses in ``restored`` are reused (for the
-    requested items), new ones handed to ``checkpoint`` as they arrive.
+    requested items), new ones handed to ``checkpoint`` and to ``on_response`` as they arrive
+    (on this thread, while the explainer's other calls are in flight).
 
     ``requests`` may be a stream (a generator the engine feeds while it decodes): it is read
     lazily, so the explainer's calls start with the first request; ``total`` then sizes the
@@ -607,15 +610,19 @@ def run_explainer(explainer: Explainer, requests: Iterable[ExplainRequest], *,
             responses[r.index] = r
             if checkpoint:
                 checkpoint.add_response(r)
+            if on_response:
+                on_response(r)
     if checkpoint:
         checkpoint.flush()
     return responses
 
 
 def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse | None,
-                  threshold: float, *, skipped: bool = False) -> LatentResult:
+                  threshold: float, *, skipped: bool = False,
+                  agreement: Consensus | None = None) -> LatentResult:
     """The record of item ``i``: inactive (no response), skipped (``top_k``), or the consensus
-    of its answers (explained, unclear, or failed when every call failed)."""
+    of its answers (explained, unclear, or failed when every call failed). ``agreement``: that
+    consensus (:func:`agreement_of`) when it was scored as the response arrived."""
     plan = prepared.plan
     d = plan.items
     members = dict(enumerate(plan.members or ()))
@@ -637,7 +644,8 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
     if resp is None:
         return LatentResult(status="inactive", explanation=None, explainable=False,
                             certainty=0.0, answers=(), **common)
-    agreement = consensus(resp.answers, threshold=threshold, similarity=prepared.similarity)
+    if agreement is None:
+        agreement = agreement_of(resp, prepared, threshold)
     c = with_readback(agreement, m.evidence.readback, threshold)
     if resp.failures and not any(a.strip() for a in resp.answers):
         status = "failed"
@@ -648,6 +656,11 @@ def latent_result(i: int, prepared: Prepared, m: Measured, resp: ExplainResponse
     return LatentResult(status=status, explanation=c.explanation, explainable=c.explainable,
                         certainty=c.certainty, answers=c.answers, failures=resp.failures,
                         flags=flags, details=details, agreement=agreement.certainty, **common)
+
+
+def agreement_of(resp: ExplainResponse, prepared: Prepared, threshold: float) -> Consensus:
+    """How far an item's answers agree (the run's certainty measure, ``prepared.similarity``)."""
+    return consensus(resp.answers, threshold=threshold, similarity=prepared.similarity)
 
 
 def _usage(responses: dict[int, ExplainResponse]) -> dict[str, float]:
@@ -666,15 +679,27 @@ _END = object()
 def _measure_and_explain(
     decoder: Decoder, config: ExplainConfig, prepared: Prepared, explainer: Explainer, *,
     progress: bool, restored: Restored, checkpoint: Checkpoint | None,
-) -> tuple[dict[int, Measured], tuple[float, float], dict[int, ExplainResponse]]:
+) -> tuple[dict[int, Measured], tuple[float, float], dict[int, ExplainResponse],
+           dict[int, Consensus]]:
     """Decode and measure on this thread while the explainer answers on another: an item's
     request goes out once its grid, evidence and comparison row are final (``on_ready``), within
     the explainer's concurrency limit. The requests are :func:`build_requests`' (same
     :func:`request_for`, same ``top_k``), so answers and cache keys do not change. On a decode
     error the requests already sent finish (checkpointed: a rerun resumes), then it is raised.
+
+    Each new response's agreement (:func:`agreement_of`) is scored as it arrives, while the
+    other calls are in flight, so little is left after the last answer (the certainty measure's
+    first use, its model or its imports, and one embedding per item for ``semantic``).
     """
     ready: queue.Queue[Any] = queue.Queue()
     box: dict[str, Any] = {}
+    agreements: dict[int, Consensus] = {}
+
+    def scored(r: ExplainResponse) -> None:
+        # A failure here is not the run's: latent_result scores the item again and its error
+        # is reported as before, after every answer is in and checkpointed.
+        with suppress(Exception):
+            agreements[r.index] = agreement_of(r, prepared, config.threshold)
 
     def on_ready(i: int, measured: dict[int, Measured]) -> None:
         if "chosen" not in box:  # every main traversal is measured by the first call
@@ -689,7 +714,8 @@ def _measure_and_explain(
     def answer() -> None:
         try:
             box["responses"] = run_explainer(explainer, stream(), progress=progress,
-                                             restored=restored, checkpoint=checkpoint)
+                                             restored=restored, checkpoint=checkpoint,
+                                             on_response=scored)
         except BaseException as exc:  # handed to the calling thread; nothing more is sent
             box["error"] = exc
 
@@ -706,7 +732,7 @@ def _measure_and_explain(
         worker.join()
     if "error" in box:
         raise box["error"]
-    return measured, out_range, box["responses"]
+    return measured, out_range, box["responses"], agreements
 
 
 def explain_decoder(
@@ -725,13 +751,13 @@ def explain_decoder(
     prepared = prepared or prepare(decoder, info, config)
     plan = prepared.plan
     restored = checkpoint.restored if checkpoint else Restored()
-    measured, out_range, responses = _measure_and_explain(
+    measured, out_range, responses, agreements = _measure_and_explain(
         decoder, config, prepared, explainer, progress=progress, restored=restored,
         checkpoint=checkpoint)
     chosen = select_top_k(measured, config.top_k)
     skipped = {i for i in prepared.indices if measured[i].evidence.active and i not in chosen}
     results = {i: latent_result(i, prepared, measured[i], responses.get(i), config.threshold,
-                                skipped=i in skipped)
+                                skipped=i in skipped, agreement=agreements.get(i))
                for i in prepared.indices}
     images: dict[str, bytes] = {}
     failures: list[str] = []

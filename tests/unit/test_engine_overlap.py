@@ -6,6 +6,8 @@ is raised, not hung on."""
 from __future__ import annotations
 
 import threading
+from collections.abc import Sequence
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -20,6 +22,7 @@ from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.errors import ExplainerError  # noqa: E402
 from lexflow.explainers.base import Explainer, ExplainRequest, ExplainResponse  # noqa: E402
+from lexflow.uncertainty import bow_similarity, consensus  # noqa: E402
 
 # rows x steps = 10 codes a latent; a batch of 10 holds one comparison row (2 x 5 codes), so the
 # four active BlobDecoder latents' comparison rows are four separate decoder calls.
@@ -27,7 +30,8 @@ CONFIG = ExplainConfig(rows=2, steps=5, samples=2, batch_size=10, bias="disentan
 
 
 class Gated(PyTorchVAEAdapter):
-    """Holds the last comparison batch until the explainer has its first request (or 20 s)."""
+    """Holds the last comparison batch until ``first_request`` is set (or 20 s): the explainer
+    has its first request, or an answer is scored."""
 
     def __init__(self, first_request: threading.Event) -> None:
         super().__init__(BlobDecoder(), device="cpu")
@@ -102,3 +106,51 @@ def test_an_explainer_error_is_raised_after_the_decode_ends() -> None:
         engine.explain_decoder(PyTorchVAEAdapter(BlobDecoder(), device="cpu"),
                                ModelInfo(("pytorch",), {}), CONFIG, explainer)
     assert len(explainer.sent) == 1  # nothing more was sent after the failure
+
+
+class Scoring:
+    """A certainty measure (bag of words) that notes the thread it runs on and lets the decoder
+    know once it has scored an answer."""
+
+    def __init__(self, fail: bool = False) -> None:
+        self.threads: list[str] = []
+        self.first = threading.Event()
+        self.fail = fail
+
+    def __call__(self, answers: Sequence[str]) -> np.ndarray:
+        self.threads.append(threading.current_thread().name)
+        self.first.set()
+        if self.fail:
+            raise RuntimeError("the certainty model broke")
+        return bow_similarity(answers)
+
+
+def test_each_answer_is_scored_as_it_arrives_while_later_rows_still_decode() -> None:
+    """The agreement of an item's answers is scored on the explain thread as the response
+    arrives (here before the last comparison row is even decoded), once per item, and the
+    results are those of scoring at the end."""
+    scoring = Scoring()
+    decoder = Gated(scoring.first)  # holds the last comparison row until an answer is scored
+    info = ModelInfo(("pytorch",), {})
+    prepared = replace(engine.prepare(decoder, info, CONFIG), similarity=scoring)
+    result = engine.explain_decoder(decoder, info, CONFIG, Streaming(), prepared=prepared)
+    assert decoder.waited is True
+    assert scoring.threads == ["lexflow-explain"] * 4  # the four active items, each once
+    for lr in result.latents:
+        if lr.answers:
+            again = consensus(lr.answers, threshold=CONFIG.threshold, similarity=bow_similarity)
+            assert (lr.certainty, lr.explanation) == (again.certainty, again.explanation)
+
+
+def test_a_scoring_error_is_the_runs_after_every_answer_is_in() -> None:
+    """A certainty measure that fails while the answers arrive does not cut the explainer
+    short: every request is answered (and checkpointed), then the run fails with that error, as
+    when the scoring ran at the end."""
+    scoring = Scoring(fail=True)
+    explainer = Streaming()
+    decoder = PyTorchVAEAdapter(BlobDecoder(), device="cpu")
+    info = ModelInfo(("pytorch",), {})
+    prepared = replace(engine.prepare(decoder, info, CONFIG), similarity=scoring)
+    with pytest.raises(RuntimeError, match="the certainty model broke"):
+        engine.explain_decoder(decoder, info, CONFIG, explainer, prepared=prepared)
+    assert sorted(r.index for r in explainer.sent) == [0, 1, 2, 3]
