@@ -24,7 +24,9 @@ grid composition, PNG encoding of the grids, the pictures for people: strip and 
 timed on the same frames, one after the other on one thread. Beside this decoder, whose torch
 threads keep the cores busy, the stage draws inline (a drawing thread only pays beside a decoder
 that leaves the cores idle: lexflow.engine._DrawingPlace), so its time is about the sum of its
-parts; the breakdown prints both.
+parts; the breakdown prints both. The scene analysis within the evidence (lexflow.stages.scenes)
+is timed on its own too, and the parts are summed once more without it and without the pictures
+for people: the stage gained both after issue 14's profile set the 100x goal.
 """
 
 from __future__ import annotations
@@ -49,7 +51,7 @@ from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.engine import _comparison_chunks, _partners, measure_latents  # noqa: E402
 from lexflow.stages.decode import BatchDecoder, decode_groups, decode_traversals  # noqa: E402
-from lexflow.stages.evidence import measure_traversals  # noqa: E402
+from lexflow.stages.evidence import measure_traversals, traversals_at_once  # noqa: E402
 from lexflow.stages.plan import TraversalPlan  # noqa: E402
 from lexflow.stages.render import (  # noqa: E402
     PNG_LEVEL,
@@ -58,6 +60,7 @@ from lexflow.stages.render import (  # noqa: E402
     traversal_grid,
     traversal_strip,
 )
+from lexflow.stages.scenes import analyse, concat_scenes, traversal_changes  # noqa: E402
 
 
 class MLPDecoder(torch.nn.Module):
@@ -233,7 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"- 100x the seed's way would be {med['seed'] * 10:,.1f} ms for the whole stage, of "
           f"which the raw forward alone takes {med['raw'] * 1e3:,.1f} ms")
     print()
-    breakdown(adapter, config, plan, indices, partners, args.repeats)
+    breakdown(adapter, config, plan, indices, partners, args.repeats, med["seed"])
     readback_cost(PyTorchVAEAdapter(vae, device="cpu"), config, plan, indices, args.repeats)
     return 0
 
@@ -276,9 +279,10 @@ def rounds(paths: dict[str, Callable[[], None]], repeats: int) -> dict[str, list
 
 
 def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: TraversalPlan,
-              indices: tuple[int, ...], partners: dict[int, int], repeats: int) -> None:
+              indices: tuple[int, ...], partners: dict[int, int], repeats: int,
+              seed_seconds: float) -> None:
     """The measure stage's parts, each timed on the same frames (medians over interleaved
-    rounds), as shares of their sum."""
+    rounds), as shares of their sum; and, within the evidence, the scene analysis."""
     batch = BatchDecoder(adapter, batch_size=config.batch_size, output_range=(0.0, 1.0))
     main = [t.frames for t in decode_traversals(batch, plan.codes, list(indices), plan.rows,
                                                 plan.values)]
@@ -297,6 +301,15 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
     def evidence() -> None:  # as the stage measures it: a decode group at a time
         measure_traversals(list(indices), main)
         measure_traversals(list(partners), comparison)
+
+    def scene_analysis() -> None:  # inside the evidence: the same chunks, the same calls
+        for some in (main, comparison):
+            rows, steps = some[0].shape[:2]
+            at_once = traversals_at_once(some[0].shape)
+            scenes = [analyse(np.concatenate([f.reshape(rows * steps, *f.shape[2:])
+                                              for f in some[s : s + at_once]]))
+                      for s in range(0, len(some), at_once)]
+            traversal_changes(concat_scenes(scenes), rows, steps)
 
     def grid() -> None:
         for f in frames:
@@ -317,9 +330,10 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
 
     parts = {"decode": decode, "evidence": evidence, "grid composition": grid,
              "PNG encoding (grids)": png, "pictures (strip, animation)": pictures}
-    times = rounds({**parts, "the stage": whole}, repeats)
+    times = rounds({**parts, "scenes": scene_analysis, "the stage": whole}, repeats)
     med = {k: statistics.median(times[k]) for k in parts}
     total = sum(med.values())
+    scenes = statistics.median(times["scenes"])
     print("| share | what | median time |")
     print("|---|---|---|")
     for k, v in sorted(med.items(), key=lambda kv: -kv[1]):
@@ -328,6 +342,12 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
     print()
     print(f"- the stage itself in the same rounds: {statistics.median(times['the stage']) * 1e3:.2f}"
           " ms (the grids and pictures drawn inline beside a decoder that keeps the cores busy)")
+    print(f"- of the evidence, the scene analysis (each frame's background regions and objects, "
+          f"and how each part changes: lexflow.stages.scenes) takes {scenes * 1e3:.2f} ms")
+    rest = total - scenes - med["pictures (strip, animation)"]
+    print(f"- the parts less the scene analysis and the pictures for people, which the stage "
+          f"gained after issue 14's profile: {rest * 1e3:.2f} ms, "
+          f"{seed_seconds / rest:.1f}x the seed's way")
     deflate_choice([png_bytes(g) for g in grids], repeats)
 
 

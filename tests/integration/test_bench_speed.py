@@ -35,7 +35,8 @@ def test_measure_stage_prints_the_three_paths_the_ratio_and_the_breakdown(untrai
                  "pictures (strip, animation)", "the encoder's read-back", "for 60 frames",
                  "100x the seed's way would be", "drawn inline",
                  "only what the seed's way makes", "vs only its own output",
-                 "the grids' deflate", "Python's zlib at level 1"):
+                 "the grids' deflate", "Python's zlib at level 1",
+                 "of the evidence, the scene analysis", "less the scene analysis and the pictures"):
         assert line in out, out
     kind = "untrained" if untrained else "trained on dSprites-like shapes"
     assert f"MLP VAE ({kind}), 3 latents x 4 rows x 5 steps" in out
