@@ -283,6 +283,7 @@ class _DecodeAhead(Iterator[Any]):
         threading.Thread(target=decode, name="lexflow-decode", daemon=True).start()
         self._ahead = ahead
 
+
 def _pictures(frames: np.ndarray, label: str) -> tuple[bytes | None, bytes | None, tuple[str, ...]]:
     """(strip, animation, failures) of one traversal: a picture that cannot be drawn is None and
     named in the failures, and the run goes on (the grid is what explainers need)."""
