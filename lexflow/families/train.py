@@ -61,7 +61,7 @@ def code_version(model: str) -> str:
     from lexflow.families.vae import share_unchanged
 
     if model not in _MODEL_SOURCES:
-        raise ValueError(f"unknown model kind {model!r}; use one of {', '.join(_MODEL_SOURCES)}")
+        raise _unknown_model(model)
     root = Path(__file__).resolve().parents[2]
     h = hashlib.sha256()
     for rel in _MODEL_SOURCES[model]:
@@ -86,7 +86,12 @@ def build_model(settings: TrainSettings) -> Any:
         return BetaTCVAE(latent_dim=settings.latent_dim)
     if settings.model == "layered":
         return LayeredVAE(latent_dim=settings.latent_dim, layers=settings.layers)
-    raise ValueError(f"unknown model kind {settings.model!r}; use 'mask' or 'layered'")
+    raise _unknown_model(settings.model)
+
+
+def _unknown_model(model: str) -> ValueError:
+    """The error for a model kind that is not one of _MODEL_SOURCES (the kinds build_model makes)."""
+    return ValueError(f"unknown model kind {model!r}; use one of {', '.join(_MODEL_SOURCES)}")
 
 
 def train(family: Family, settings: TrainSettings, *, seed: int = 0, progress: bool = True) -> Any:

@@ -14,7 +14,7 @@ import shutil
 import subprocess
 import sys
 import zipfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ from click.testing import CliRunner
 from lexflow.errors import CheckpointError
 from lexflow.families import FAMILY_NAMES, get_family
 from lexflow.families import train as ftrain
+from lexflow.families.base import TrainSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 TOLERANCE = 0.12
@@ -208,3 +209,7 @@ def test_the_code_version_covers_each_model_kinds_own_sources(monkeypatch: pytes
         ftrain.code_version.cache_clear()
     with pytest.raises(ValueError, match="unknown model kind 'voxel'; use one of mask, layered"):
         ftrain.code_version("voxel")
+    with pytest.raises(ValueError, match="unknown model kind 'voxel'; use one of mask, layered"):
+        ftrain.build_model(replace(TrainSettings(), model="voxel"))
+    for kind in ftrain._MODEL_SOURCES:  # every kind whose sources are hashed can be built
+        assert ftrain.build_model(replace(TrainSettings(), model=kind)) is not None
