@@ -51,7 +51,7 @@ from lexflow.adapters.pytorch_vae import PyTorchVAEAdapter  # noqa: E402
 from lexflow.config import ExplainConfig  # noqa: E402
 from lexflow.engine import _comparison_chunks, _partners, measure_latents  # noqa: E402
 from lexflow.stages.decode import BatchDecoder, decode_groups, decode_traversals  # noqa: E402
-from lexflow.stages.evidence import measure_traversals, traversals_at_once  # noqa: E402
+from lexflow.stages.evidence import frame_chunks, measure_traversals  # noqa: E402
 from lexflow.stages.plan import TraversalPlan  # noqa: E402
 from lexflow.stages.render import (  # noqa: E402
     PNG_LEVEL,
@@ -304,12 +304,8 @@ def breakdown(adapter: PyTorchVAEAdapter, config: ExplainConfig, plan: Traversal
 
     def scene_analysis() -> None:  # inside the evidence: the same chunks, the same calls
         for some in (main, comparison):
-            rows, steps = some[0].shape[:2]
-            at_once = traversals_at_once(some[0].shape)
-            scenes = [analyse(np.concatenate([f.reshape(rows * steps, *f.shape[2:])
-                                              for f in some[s : s + at_once]]))
-                      for s in range(0, len(some), at_once)]
-            traversal_changes(concat_scenes(scenes), rows, steps)
+            scenes = [analyse(everything) for everything in frame_chunks(some)]
+            traversal_changes(concat_scenes(scenes), *some[0].shape[:2])
 
     def grid() -> None:
         for f in frames:

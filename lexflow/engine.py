@@ -434,13 +434,14 @@ def measure_latents(
             if checkpoint:
                 checkpoint.flush()
             measured = {i: measured[i] for i in indices}
+            fresh = found.get("fresh", {})
             for i, j in found.get("partners", {}).items():
-                if i in restored.comparisons and restored.comparisons[i][0] == j:
+                if i not in fresh:  # the comparison an earlier attempt kept, with this partner
                     _, measured[i].comparison, measured[i].comparison_grid = restored.comparisons[i]
                     measured[i].partner = j
             if on_ready:
                 for i in indices:
-                    if i not in found.get("fresh", {}):
+                    if i not in fresh:
                         on_ready(i, measured)
             return measured
 

@@ -21,7 +21,7 @@ seen on screen); hue is turns (0..1, circular); saturation, brightness and contr
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -40,7 +40,7 @@ from lexflow.stages.scenes import (
 from lexflow.stages.scenes import NOTABLE as SCENE_NOTABLE
 from lexflow.stages.scenes import rgb_to_hsv as _rgb_to_hsv
 
-__all__ = ["Evidence", "PropertyChange", "RegionChange", "activity", "measure_frames",
+__all__ = ["Evidence", "PropertyChange", "RegionChange", "activity", "frame_chunks", "measure_frames",
            "measure_traversal", "measure_traversals", "traversals_at_once"]
 
 # Property -> (notable change, unit). A change of this size gives score 1. The properties the
@@ -252,6 +252,21 @@ def traversals_at_once(shape: tuple[int, ...]) -> int:
     return max(1, EVIDENCE_PIXELS // (shape[0] * shape[1] * shape[-2] * shape[-1]))
 
 
+def frame_chunks(frames: Sequence[np.ndarray]) -> Iterator[np.ndarray]:
+    """The frames of traversals of one shape ([rows, steps, C, H, W] each) as the per-frame
+    measurements of :func:`measure_traversals` take them: [frames, C, H, W], traversal after
+    traversal, a few traversals at a time (:func:`traversals_at_once`: two of 4 x 5 frames of
+    32x32), so the working arrays stay small (a run's memory is about one decode group's frames;
+    tests/integration/test_registry_scan.py bounds it); what they keep per frame is a few
+    numbers."""
+    shape = frames[0].shape
+    per = shape[0] * shape[1]
+    chunk = traversals_at_once(shape)
+    for start in range(0, len(frames), chunk):
+        flat = [f.reshape(per, *shape[2:]) for f in frames[start : start + chunk]]
+        yield flat[0] if len(flat) == 1 else np.concatenate(flat)
+
+
 def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> list[Evidence]:
     """Evidence for several traversals (float32 [rows, steps, C, H, W] in [0, 1] each), the same
     as :func:`measure_traversal` of each. Traversals of the same frame shape are measured
@@ -265,19 +280,9 @@ def measure_traversals(indices: Sequence[int], frames: Sequence[np.ndarray]) -> 
     shape = frames[0].shape
     if any(f.shape != shape for f in frames):
         return [measure_traversal(i, f) for i, f in zip(indices, frames, strict=True)]
-    rows, steps = shape[:2]
-    per = rows * steps
-    # A few traversals' frames at a time (two of 4 x 5 frames of 32x32) through the per-frame
-    # measurements, so the working arrays stay small (a run's memory is about one decode
-    # group's frames; tests/integration/test_registry_scan.py bounds it); what they keep per
-    # frame is a few numbers.
-    chunk = traversals_at_once(shape)
     props: list[dict[str, np.ndarray]] = []
     scenes: list[Scene] = []
-    for start in range(0, len(frames), chunk):
-        some = frames[start : start + chunk]
-        flat = [f.reshape(per, *shape[2:]) for f in some]
-        everything = flat[0] if len(flat) == 1 else np.concatenate(flat)
+    for everything in frame_chunks(frames):
         props.append(measure_frames(everything))
         scenes.append(analyse(everything))
     return _evidence(indices, frames, {k: np.concatenate([p[k] for p in props]) for k in props[0]},
